@@ -1,0 +1,878 @@
+--============================================================================
+-- prelude.lua: the runner glue between the daemon core and Lua configs.
+--
+-- Loaded first into every fresh Lua state. Defines the globals configs see
+-- (settings, sync, spawn, spawnShell, log, terminate, now, readdir, alarm,
+-- the lsyncd table, ...), the inheritance used by sync{}, the inlet, event
+-- and event-list objects handed to layer code, and the Layer 3 translation
+-- of string actions. The queue, the watches and the processes live in the
+-- core; this file reaches them only through the `core` table it is given.
+--
+-- Returns a table of hooks the core calls (initialize, action, collect, ...).
+--
+-- License: GPL-2.0-or-later
+--============================================================================
+
+local core = ...
+
+local type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable =
+	type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable
+local sub, match, concat = string.sub, string.match, table.concat
+
+lsyncd_version = '2.3.1'
+_LUA_VERSION_MAJOR = 5
+_LUA_VERSION_MINOR = 4
+
+function string.starts( s, prefix )
+	return sub( s, 1, #prefix ) == prefix
+end
+
+function string.ends( s, suffix )
+	return suffix == '' or sub( s, -#suffix ) == suffix
+end
+
+function table.contains( t, value )
+	for _, v in ipairs( t ) do
+		if v == value then return true end
+	end
+	return false
+end
+
+-- Whether sync{} is still allowed (configuration phase).
+local running = false
+-- Whether this is the first run of the process (not a HUP/overflow restart).
+local firstRun = true
+
+------------------------------------------------------------------------------
+-- log(category, ...)
+------------------------------------------------------------------------------
+local function logValue( v )
+	local t = type( v )
+	if t == 'string' then return v end
+	if t == 'number' then return tostring( v ) end
+	if v == nil then return '(nil)' end
+	if t == 'boolean' then return v and '(true)' or '(false)' end
+	if t == 'table' then return '(Table: ' .. sub( tostring( v ), 8 ) .. ')' end
+	if t == 'userdata' and core.isTimestamp( v ) then
+		return '(Timestamp: ' .. string.format( '%.14g', core.tsSeconds( v ) ) .. ')'
+	end
+	return '(' .. tostring( v ) .. ')'
+end
+
+function log( category, ... )
+	if not core.logEnabled( category ) then return end
+	local n = select( '#', ... )
+	local parts = { ... }
+	for i = 1, n do parts[ i ] = logValue( parts[ i ] ) end
+	core.log( category, concat( parts, '', 1, n ) )
+end
+
+function terminate( code )
+	core.terminate( code or 0 )
+end
+
+function now( )
+	return core.now( )
+end
+
+function readdir( path )
+	return core.readdir( path )
+end
+
+------------------------------------------------------------------------------
+-- settings{} (SPEC §2.4)
+------------------------------------------------------------------------------
+local settingsKeys = {
+	logfile = true, pidfile = true, nodaemon = true, onepass = true,
+	statusFile = true, statusInterval = true, logfacility = true,
+	logident = true, insist = true, inotifyMode = true,
+	maxProcesses = true, maxDelays = true,
+}
+
+local settingsTable = { }
+-- command-line settings, merged over the config's at initialization
+local cliSettings = { }
+
+local function settingsFn( a )
+	if type( a ) == 'string' then
+		return settingsTable[ a ]
+	end
+	if type( a ) ~= 'table' then
+		error( 'settings takes a table or a setting name', 2 )
+	end
+	for k, v in pairs( a ) do
+		if type( k ) == 'number' then
+			if not settingsKeys[ v ] then
+				error( 'setting "' .. tostring( v ) .. '" unknown.', 2 )
+			end
+			settingsTable[ v ] = true
+		else
+			if not settingsKeys[ k ] then
+				error( 'setting "' .. tostring( k ) .. '" unknown.', 2 )
+			end
+			settingsTable[ k ] = v
+		end
+	end
+end
+settings = settingsFn
+
+------------------------------------------------------------------------------
+-- Inheritance (SPEC §2.6)
+------------------------------------------------------------------------------
+local inherit
+
+local function inheritKV( dst, k, v )
+	if k == '_merge' or k == '_verbatim' then return end
+	local dv = dst[ k ]
+	if type( v ) == 'table' then
+		if dv == nil then
+			dv = { }
+			dst[ k ] = dv
+			inherit( dv, v, k == 'exitcodes' )
+		elseif type( dv ) == 'table' and v._merge ~= false then
+			inherit( dv, v, k == 'exitcodes' )
+		end
+	elseif dv == nil then
+		dst[ k ] = v
+	end
+end
+
+inherit = function( dst, src, verbatim )
+	local merge = src._merge
+	if type( merge ) ~= 'table' then merge = nil end
+	verbatim = verbatim or src._verbatim == true
+	for k, v in pairs( src ) do
+		if ( verbatim or type( k ) ~= 'number' )
+		and ( merge == nil or merge[ k ] == true )
+		then
+			inheritKV( dst, k, v )
+		end
+	end
+	if not verbatim then
+		for _, v in ipairs( src ) do
+			if type( v ) == 'table' then
+				inherit( dst, v )
+			else
+				dst[ #dst + 1 ] = v
+			end
+		end
+	end
+end
+
+------------------------------------------------------------------------------
+-- Events, event lists and inlets (SPEC §7.2-7.4)
+------------------------------------------------------------------------------
+
+-- per sync id: { config = , inlet = , name = }
+local syncsL = { }
+-- per sync id: delay id -> event (move origin), and -> move destination
+local evcache = { }
+local evcache2 = { }
+-- event -> { sid, did, isDestination }
+local evinfo = setmetatable( { }, { __mode = 'k' } )
+-- event list -> { sid, dids }
+local elinfo = setmetatable( { }, { __mode = 'k' } )
+-- running pid -> agent
+local agents = { }
+
+local function lastComponent( p )
+	return match( p, '([^/]+/?)$' )
+end
+
+local function dirPart( p )
+	return match( p, '^(.*/)[^/]+/?$' ) or ''
+end
+
+local function stripSlash( p )
+	return match( p, '^(.-)/?$' )
+end
+
+-- P of an event: its path, or the destination path for a move destination.
+local function evpath( info )
+	local etype, status, path, path2 = core.dinfo( info[ 1 ], info[ 2 ] )
+	if etype == nil then
+		error( 'event refers to a delay that is gone', 3 )
+	end
+	if info[ 3 ] then return path2, etype, status end
+	return path, etype, status
+end
+
+local eventFields = {
+	etype = function( ev, info )
+		local _, etype = evpath( info )
+		return etype
+	end,
+	status = function( ev, info )
+		local _, _, status = evpath( info )
+		return status
+	end,
+	config = function( ev, info ) return syncsL[ info[ 1 ] ].config end,
+	inlet = function( ev, info ) return syncsL[ info[ 1 ] ].inlet end,
+	isList = function( ) return false end,
+	isdir = function( ev, info ) return sub( evpath( info ), -1 ) == '/' end,
+	name = function( ev, info ) return lastComponent( evpath( info ) ) end,
+	basename = function( ev, info )
+		return match( evpath( info ), '([^/]+)/?$' )
+	end,
+	path = function( ev, info ) return sub( evpath( info ), 2 ) end,
+	pathdir = function( ev, info ) return dirPart( sub( evpath( info ), 2 ) ) end,
+	pathname = function( ev, info ) return stripSlash( sub( evpath( info ), 2 ) ) end,
+	source = function( ev, info ) return syncsL[ info[ 1 ] ].config.source end,
+	sourcePath = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.source .. evpath( info )
+	end,
+	sourcePathdir = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.source .. dirPart( evpath( info ) )
+	end,
+	sourcePathname = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.source .. stripSlash( evpath( info ) )
+	end,
+	target = function( ev, info ) return syncsL[ info[ 1 ] ].config.target end,
+	targetPath = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.target .. evpath( info )
+	end,
+	targetPathdir = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.target .. dirPart( evpath( info ) )
+	end,
+	targetPathname = function( ev, info )
+		return syncsL[ info[ 1 ] ].config.target .. stripSlash( evpath( info ) )
+	end,
+}
+
+local eventMeta = {
+	__index = function( ev, k )
+		local f = eventFields[ k ]
+		if f == nil then
+			if k == 'move' then return nil end
+			error( 'event does not have field "' .. tostring( k ) .. '"', 2 )
+		end
+		return f( ev, evinfo[ ev ] )
+	end,
+}
+
+-- The event table of a delay; the same table for as long as the delay lives.
+local function mkevent( sid, did, destination )
+	local cache = destination and evcache2[ sid ] or evcache[ sid ]
+	local ev = cache[ did ]
+	if ev then return ev end
+	ev = { }
+	evinfo[ ev ] = { sid, did, destination }
+	if destination then
+		rawset( ev, 'move', 'To' )
+	elseif core.isMove( sid, did ) then
+		rawset( ev, 'move', 'Fr' )
+	end
+	setmetatable( ev, eventMeta )
+	cache[ did ] = ev
+	return ev
+end
+
+local function getPaths( info, mutator )
+	local sid, dids = info[ 1 ], info[ 2 ]
+	local r, n = { }, 0
+	for i = 1, #dids do
+		local etype, _, path, path2 = core.dinfo( sid, dids[ i ] )
+		if mutator then
+			local a, b = mutator( etype, path, path2 )
+			if a ~= nil then n = n + 1; r[ n ] = a end
+			if b ~= nil then n = n + 1; r[ n ] = b end
+		else
+			n = n + 1; r[ n ] = path
+			if path2 then n = n + 1; r[ n ] = path2 end
+		end
+	end
+	return r
+end
+
+local listFunctions = {
+	getPaths = function( info, mutator ) return getPaths( info, mutator ) end,
+	size = function( info ) return #info[ 2 ] end,
+	getList = function( info )
+		local r = { }
+		for i, did in ipairs( info[ 2 ] ) do
+			local etype, status, path, path2 = core.dinfo( info[ 1 ], did )
+			r[ i ] = { etype = etype, status = status, path = path, path2 = path2 }
+		end
+		return r
+	end,
+}
+
+local listMeta = {
+	__index = function( list, k )
+		local info = elinfo[ list ]
+		if k == 'isList' then return true end
+		if k == 'config' then return syncsL[ info[ 1 ] ].config end
+		local f = listFunctions[ k ]
+		if f == nil then
+			error( 'event list does not have function "' .. tostring( k ) .. '"', 2 )
+		end
+		return function( ... ) return f( info, ... ) end
+	end,
+}
+
+local function mklist( sid, dids )
+	local list = { }
+	elinfo[ list ] = { sid, dids }
+	return setmetatable( list, listMeta )
+end
+
+local function mkinlet( sid )
+	local fns = { }
+	function fns.getEvent( )
+		local did = core.nextWait( sid )
+		if did == nil then return nil end
+		local ev = mkevent( sid, did )
+		if rawget( ev, 'move' ) == 'Fr' then
+			return ev, mkevent( sid, did, true )
+		end
+		return ev
+	end
+	function fns.getEvents( test )
+		local wrapped
+		if test then
+			wrapped = function( did ) return test( mkevent( sid, did ) ) end
+		end
+		return mklist( sid, core.getEvents( sid, wrapped ) )
+	end
+	function fns.discardEvent( ev )
+		local info = evinfo[ ev ]
+		if info == nil then error( 'discardEvent needs an event', 2 ) end
+		core.discard( sid, info[ 2 ] )
+	end
+	function fns.getConfig( ) return syncsL[ sid ].config end
+	function fns.addExclude( p ) core.addExclude( sid, p ) end
+	function fns.rmExclude( p ) core.rmExclude( sid, p ) end
+	function fns.getExcludes( ) return core.getExcludes( sid ) end
+	function fns.getFilters( ) return core.getFilters( sid ) end
+	function fns.hasFilters( ) return core.hasFilters( sid ) end
+	function fns.appendFilter( line ) core.appendFilter( sid, line ) end
+	function fns.createBlanketEvent( ) return mkevent( sid, core.blanket( sid ) ) end
+	function fns.createFullEvent( path ) return mkevent( sid, core.fullEvent( sid, path ) ) end
+	local facade = {
+		processes = { size = function( ) return core.processCount( sid ) end },
+		config = nil,
+	}
+	function fns.getSync( )
+		facade.config = syncsL[ sid ].config
+		return facade
+	end
+	function fns.getSubstitutionData( event, data ) return data end
+	return setmetatable( { }, {
+		__index = function( _, k )
+			local f = fns[ k ]
+			if f == nil then
+				error( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
+			end
+			return f
+		end,
+		__newindex = function( _, k )
+			error( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
+		end,
+	} )
+end
+
+------------------------------------------------------------------------------
+-- spawn / spawnShell (SPEC §6.1, §6.2)
+------------------------------------------------------------------------------
+function spawn( agent, binary, ... )
+	if type( agent ) ~= 'table' then
+		error( 'spawning with an invalid agent', 2 )
+	end
+	if core.fading( ) then
+		log( 'Normal', 'ignored process spawning while fading' )
+		return
+	end
+	if type( binary ) ~= 'string' then
+		error( 'calling spawn(agent, binary, ...): binary is not a string', 2 )
+	end
+	local sid, dids, isList
+	local info = evinfo[ agent ]
+	if info then
+		sid, dids, isList = info[ 1 ], info[ 2 ], false
+	else
+		local li = elinfo[ agent ]
+		if li == nil then error( 'spawning with an unknown agent', 2 ) end
+		sid, dids, isList = li[ 1 ], li[ 2 ], true
+	end
+	local argv, n = { binary }, 1
+	local nargs = select( '#', ... )
+	local args = { ... }
+	for i = 1, nargs do
+		local a = args[ i ]
+		local t = type( a )
+		if t == 'table' then
+			for _, x in ipairs( a ) do
+				local tx = type( x )
+				if tx ~= 'string' and tx ~= 'number' then
+					error( 'spawn: argument of type ' .. tx .. ' in a table', 2 )
+				end
+				n = n + 1; argv[ n ] = tostring( x )
+			end
+		elseif t == 'string' or t == 'number' then
+			n = n + 1; argv[ n ] = tostring( a )
+		elseif a ~= nil then
+			error( 'spawn: argument of type ' .. t, 2 )
+		end
+	end
+	local stdin
+	if argv[ 2 ] == '<' then
+		stdin = argv[ 3 ]
+		if type( stdin ) ~= 'string' then
+			core.log( 'Error', "in spawn(), expected a string after pipe '<'" )
+			core.terminate( -1 )
+		end
+		table.remove( argv, 2 )
+		table.remove( argv, 2 )
+	end
+	local pid = core.spawn( sid, dids, isList, argv, stdin )
+	if pid then agents[ pid ] = agent end
+end
+
+function spawnShell( agent, command, ... )
+	return spawn( agent, 'sh', '-c', command, 'sh', ... )
+end
+
+------------------------------------------------------------------------------
+-- alarms (SPEC §2.2)
+------------------------------------------------------------------------------
+local alarms = { }
+
+function alarm( timestamp, func, extra )
+	local pos = #alarms + 1
+	for i = 1, #alarms do
+		if timestamp < alarms[ i ].timestamp then pos = i; break end
+	end
+	table.insert( alarms, pos, { timestamp = timestamp, func = func, extra = extra } )
+end
+
+function observefd( )
+	error( 'observefd is not supported by this lsyncd', 2 )
+end
+
+function nonobservefd( )
+	error( 'nonobservefd is not supported by this lsyncd', 2 )
+end
+
+------------------------------------------------------------------------------
+-- 2.3 helpers
+------------------------------------------------------------------------------
+function substitudeCommands( cmd, data )
+	local function subst( s )
+		if type( s ) ~= 'string' then return s end
+		for k, v in pairs( data ) do
+			s = string.gsub( s, '%^' .. k, ( string.gsub( tostring( v ), '%%', '%%%%' ) ) )
+		end
+		return s
+	end
+	if type( cmd ) == 'table' then
+		local r = { }
+		for i, v in ipairs( cmd ) do r[ i ] = subst( v ) end
+		return r
+	end
+	return subst( cmd )
+end
+
+function dump( tbl, indent )
+	indent = indent or ''
+	for k, v in pairs( tbl ) do
+		if type( v ) == 'table' then
+			print( indent .. tostring( k ) .. ':' )
+			dump( v, indent .. '  ' )
+		else
+			print( indent .. tostring( k ) .. ': ' .. tostring( v ) )
+		end
+	end
+end
+
+local function splitQuotedString( s )
+	local words = core.splitQuoted( s )
+	return words
+end
+
+lsyncd = {
+	log = function( cat, msg ) core.log( cat, msg ) end,
+	now = function( ) return core.now( ) end,
+	terminate = function( code ) core.terminate( code ) end,
+	readdir = function( p ) return core.readdir( p ) end,
+	realdir = function( p ) return ( core.realdir( p ) ) end,
+	get_file_size = function( p ) return core.fileSize( p ) end,
+	is_symlink = function( p ) return core.isSymlink( p ) end,
+	get_process_info = function( ) return core.processInfo( ) end,
+	kill = function( pid, sig ) return core.kill( pid, sig ) end,
+	get_free_port = function( ) return core.freePort( ) end,
+	jiffies_from_seconds = function( n ) return n * 100 end,
+	splitQuotedString = splitQuotedString,
+	exec = function( binary, ... )
+		local argv = { binary, ... }
+		for i, v in ipairs( argv ) do argv[ i ] = tostring( v ) end
+		return core.exec( argv )
+	end,
+	dump = dump,
+}
+
+------------------------------------------------------------------------------
+-- sync{} (SPEC §2.5)
+------------------------------------------------------------------------------
+local syncCount = 0
+
+-- FILE:LINE: of the config code that called sync{}.
+local function callerPos( level )
+	local info = debug.getinfo( level, 'Sl' )
+	if info and info.currentline and info.currentline > 0 then
+		return info.short_src .. ':' .. info.currentline .. ': '
+	end
+	return ''
+end
+
+local function badSettingsAssignment( )
+	core.log( 'Error', 'Do not use settings = { ... }\n'
+		.. '      please use settings{ ... } (without the equal sign)' )
+	core.terminate( -1 )
+end
+
+local addSync
+
+function sync( opts )
+	if running then
+		error( 'Sync can only be created during initialization.', 2 )
+	end
+	local inlet = addSync( opts, callerPos( 3 ) )
+	return inlet
+end
+
+addSync = function( opts, where )
+	if rawget( _G, 'settings' ) ~= settingsFn then badSettingsAssignment( ) end
+	if type( opts ) ~= 'table' then error( 'sync needs a table', 3 ) end
+	syncCount = syncCount + 1
+	local config = { }
+	inherit( config, opts )
+	inherit( config, default )
+	for _, k in ipairs { 'delay', 'maxDelays', 'maxProcesses' } do
+		if settingsTable[ k ] then config[ k ] = settingsTable[ k ] end
+		if cliSettings[ k ] then config[ k ] = cliSettings[ k ] end
+	end
+	if type( config.prepare ) == 'function' then
+		config.prepare( config, 4 )
+	end
+	if not config.source then
+		core.log( 'Error', where .. 'source missing from sync.' )
+		core.terminate( -1 )
+	end
+	local src = config.source
+	local real, err = core.realdir( src )
+	if not real then
+		if err then
+			core.log( 'Error', "cannot get absolute path of dir '" .. tostring( src ) .. "': " .. err )
+		else
+			core.log( 'Error', 'failure getting absolute path of [' .. tostring( src ) .. ']' )
+		end
+		core.log( 'Error', 'Cannot access source directory: ' .. tostring( src ) )
+		core.terminate( -1 )
+	end
+	config._source = src
+	config.source = real
+	if not config.action and not config.onAttrib and not config.onCreate
+	and not config.onModify and not config.onDelete and not config.onMove
+	and not config.onFull
+	then
+		core.log( 'Error', where .. 'no actions specified.' )
+		core.terminate( -1 )
+	end
+	local monitor = config.monitor or settingsTable.monitor or 'inotify'
+	if monitor ~= 'inotify' then
+		core.log( 'Error', where .. 'event monitor "' .. tostring( monitor ) .. '" unknown.' )
+		core.terminate( -1 )
+	end
+	config.monitor = monitor
+	if config.name == nil then config.name = 'Sync' .. syncCount end
+	local sid = core.addSync( config )
+	evcache[ sid ] = { }
+	evcache2[ sid ] = { }
+	local inlet = mkinlet( sid )
+	syncsL[ sid ] = { config = config, inlet = inlet }
+	return inlet
+end
+
+------------------------------------------------------------------------------
+-- Layer 3: string actions (SPEC §8)
+------------------------------------------------------------------------------
+
+-- variable token, event field, which event (1 = first, 2 = second);
+-- in precedence order: a longer token comes before its prefixes.
+local transVars = {
+	{ '^pathname', 'pathname', 1 },
+	{ '^pathdir', 'pathdir', 1 },
+	{ '^path', 'path', 1 },
+	{ '^sourcePathname', 'sourcePathname', 1 },
+	{ '^sourcePathdir', 'sourcePathdir', 1 },
+	{ '^sourcePath', 'sourcePath', 1 },
+	{ '^source', 'source', 1 },
+	{ '^targetPathname', 'targetPathname', 1 },
+	{ '^targetPathdir', 'targetPathdir', 1 },
+	{ '^targetPath', 'targetPath', 1 },
+	{ '^target', 'target', 1 },
+	{ '^o.pathname', 'pathname', 1 },
+	{ '^o.path', 'path', 1 },
+	{ '^o.sourcePathname', 'sourcePathname', 1 },
+	{ '^o.sourcePathdir', 'sourcePathdir', 1 },
+	{ '^o.sourcePath', 'sourcePath', 1 },
+	{ '^o.targetPathname', 'targetPathname', 1 },
+	{ '^o.targetPathdir', 'targetPathdir', 1 },
+	{ '^o.targetPath', 'targetPath', 1 },
+	{ '^d.pathname', 'pathname', 2 },
+	{ '^d.path', 'path', 2 },
+	{ '^d.sourcePathname', 'sourcePathname', 2 },
+	{ '^d.sourcePathdir', 'sourcePathdir', 2 },
+	{ '^d.sourcePath', 'sourcePath', 2 },
+	{ '^d.targetPathname', 'targetPathname', 2 },
+	{ '^d.targetPathdir', 'targetPathdir', 2 },
+	{ '^d.targetPath', 'targetPath', 2 },
+}
+
+-- Splits s into a list of literal strings and variable indexes.
+local function tokenize( s )
+	local parts = { }
+	local lit = { }
+	local i, n = 1, #s
+	while i <= n do
+		local c = sub( s, i, i )
+		local found
+		if c == '^' then
+			for vi, v in ipairs( transVars ) do
+				if sub( s, i, i + #v[ 1 ] - 1 ) == v[ 1 ] then found = vi; break end
+			end
+		end
+		if found then
+			if #lit > 0 then parts[ #parts + 1 ] = concat( lit ); lit = { } end
+			parts[ #parts + 1 ] = found
+			i = i + #transVars[ found ][ 1 ]
+		else
+			lit[ #lit + 1 ] = c
+			i = i + 1
+		end
+	end
+	if #lit > 0 then parts[ #parts + 1 ] = concat( lit ) end
+	return parts
+end
+
+local function varValue( vi, event, event2 )
+	local v = transVars[ vi ]
+	local ev = v[ 3 ] == 2 and event2 or event
+	if ev == nil then
+		error( 'action uses ' .. v[ 1 ] .. ' but has no second event', 2 )
+	end
+	return ev[ v[ 2 ] ]
+end
+
+local function translate( command )
+	command = match( command, '^%s*(.-)%s*$' )
+	local first = sub( command, 1, 1 )
+	if first == '/' then
+		-- direct exec: split at spaces outside double quotes, quotes kept
+		local args, cur, quoted = { }, { }, false
+		for i = 1, #command do
+			local c = sub( command, i, i )
+			if c == '"' then quoted = not quoted end
+			if c == ' ' and not quoted then
+				if #cur > 0 then args[ #args + 1 ] = concat( cur ); cur = { } end
+			else
+				cur[ #cur + 1 ] = c
+			end
+		end
+		if #cur > 0 then args[ #args + 1 ] = concat( cur ) end
+		local targs = { }
+		for i, a in ipairs( args ) do targs[ i ] = tokenize( a ) end
+		log( 'FWrite', 'direct exec of "', command, '"' )
+		return function( event, event2 )
+			local argv = { }
+			for i, parts in ipairs( targs ) do
+				local s = { }
+				for j, p in ipairs( parts ) do
+					if type( p ) == 'number' then
+						s[ j ] = varValue( p, event, event2 )
+					else
+						s[ j ] = p
+					end
+				end
+				argv[ i ] = concat( s )
+			end
+			log( 'Normal', 'Event ', event.etype, ' spawns action "', command, '"' )
+			spawn( event, argv[ 1 ], table.unpack( argv, 2 ) )
+		end
+	end
+	if first == '^' then command = sub( command, 2 ) end
+	local parts = tokenize( command )
+	-- number the distinct variables in precedence order
+	local used = { }
+	for _, p in ipairs( parts ) do
+		if type( p ) == 'number' then used[ p ] = true end
+	end
+	local order, num = { }, { }
+	for vi = 1, #transVars do
+		if used[ vi ] then order[ #order + 1 ] = vi; num[ vi ] = #order end
+	end
+	local rewritten = { }
+	for i, p in ipairs( parts ) do
+		if type( p ) == 'number' then
+			rewritten[ i ] = '"$' .. num[ p ] .. '"'
+		else
+			rewritten[ i ] = p
+		end
+	end
+	rewritten = concat( rewritten )
+	log( 'FWrite', 'shell command "', rewritten, '"' )
+	return function( event, event2 )
+		local values = { }
+		for i, vi in ipairs( order ) do values[ i ] = varValue( vi, event, event2 ) end
+		if core.logEnabled( 'Normal' ) then
+			local shown = { }
+			for i, p in ipairs( parts ) do
+				if type( p ) == 'number' then
+					shown[ i ] = values[ num[ p ] ]
+				else
+					shown[ i ] = p
+				end
+			end
+			log( 'Normal', 'Event ', event.etype, ' spawns shell "', concat( shown ), '"' )
+		end
+		spawnShell( event, rewritten, table.unpack( values, 1, #order ) )
+	end
+end
+
+local translatedKeys = { 'onAttrib', 'onCreate', 'onDelete', 'onModify', 'onMove', 'onStartup' }
+
+------------------------------------------------------------------------------
+-- Global locking (SPEC §2.3)
+------------------------------------------------------------------------------
+local function lockGlobals( )
+	setmetatable( _G, {
+		__index = function( _, k )
+			if k == '_' or ( type( k ) == 'string' and sub( k, 1, 2 ) == '__' ) then
+				return nil
+			end
+			error( 'Access of non-existing global "' .. tostring( k ) .. '"', 2 )
+		end,
+		__newindex = function( t, k, v )
+			if k == '_' or ( type( k ) == 'string' and sub( k, 1, 2 ) == '__' ) then
+				rawset( t, k, v )
+				return
+			end
+			error( 'Lsyncd does not allow GLOBALS to be created on the fly. '
+				.. 'Declare "' .. tostring( k ) .. '" local or declare global on load.', 2 )
+		end,
+	} )
+end
+
+------------------------------------------------------------------------------
+-- Hooks for the core
+------------------------------------------------------------------------------
+local hooks = { }
+
+-- Before the config runs: command-line settings that sync{} applies.
+function hooks.setCli( cli, isFirstRun )
+	for k, v in pairs( cli ) do cliSettings[ k ] = v end
+	firstRun = isFirstRun
+end
+
+-- Initialization after the config file ran (SPEC §2.1 step 8).
+-- shortcuts: array of { kind = 'rsync'|'rsyncssh'|'direct', ... }
+function hooks.initialize( shortcuts )
+	if rawget( _G, 'settings' ) ~= settingsFn then badSettingsAssignment( ) end
+	lockGlobals( )
+	for k, v in pairs( cliSettings ) do settingsTable[ k ] = v end
+	if not firstRun then settingsTable.insist = true end
+	for _, s in ipairs( shortcuts ) do
+		if s.kind == 'rsync' then
+			addSync( { default.rsync, source = s.source, target = s.target }, '' )
+		elseif s.kind == 'rsyncssh' then
+			local o = { default.rsyncssh, source = s.source, host = s.host, targetdir = s.targetdir }
+			if s.sshopts then o.ssh = { _extra = s.sshopts } end
+			addSync( o, '' )
+		else
+			addSync( { default.direct, source = s.source, target = s.target }, '' )
+		end
+	end
+	if settingsTable.statusInterval == nil then
+		settingsTable.statusInterval = default.statusInterval
+	end
+	running = true
+	return settingsTable
+end
+
+-- Layer 3 translation, after the startup line was logged (SPEC §2.1 step 8j).
+function hooks.translate( )
+	for _, s in pairs( syncsL ) do
+		local config = s.config
+		for _, k in ipairs( translatedKeys ) do
+			if type( config[ k ] ) == 'string' then
+				config[ k ] = translate( config[ k ] )
+			end
+		end
+	end
+end
+
+function hooks.init( sid, did )
+	local s = syncsL[ sid ]
+	s.config.init( mkevent( sid, did ) )
+end
+
+function hooks.full( sid, did )
+	local s = syncsL[ sid ]
+	s.config.full( mkevent( sid, did ) )
+end
+
+function hooks.action( sid )
+	local s = syncsL[ sid ]
+	s.config.action( s.inlet )
+end
+
+function hooks.hasFull( sid )
+	return type( syncsL[ sid ].config.full ) == 'function'
+end
+
+-- A child of a sync exited: returns what its collect said.
+function hooks.collect( sid, pid, exitcode )
+	local agent = agents[ pid ]
+	agents[ pid ] = nil
+	if agent == nil then return nil end
+	local config = syncsL[ sid ].config
+	if type( config.collect ) ~= 'function' then return nil end
+	local rc = config.collect( agent, exitcode )
+	if type( rc ) ~= 'string' then return nil end
+	return rc
+end
+
+-- Delays that are gone: forget their event tables.
+-- list: flat array sid1, did1, sid2, did2, ...
+function hooks.forget( list )
+	for i = 1, #list, 2 do
+		local sid, did = list[ i ], list[ i + 1 ]
+		evcache[ sid ][ did ] = nil
+		evcache2[ sid ][ did ] = nil
+	end
+end
+
+-- Earliest user alarm, or nil.
+function hooks.alarmTime( )
+	local a = alarms[ 1 ]
+	return a and a.timestamp
+end
+
+-- Runs the user alarms that are due.
+function hooks.runAlarms( )
+	local t = core.now( )
+	while alarms[ 1 ] and alarms[ 1 ].timestamp <= t do
+		local a = table.remove( alarms, 1 )
+		a.func( a.timestamp, a.extra )
+	end
+end
+
+function hooks.settings( )
+	return settingsTable
+end
+
+function hooks.syncConfig( sid )
+	return syncsL[ sid ].config
+end
+
+return hooks

@@ -1,0 +1,127 @@
+//! Typed settings read from the Lua `settings{}` table after initialization (SPEC §2.4).
+//!
+//! Owns the mapping from upstream's camelCase keys to Rust fields and the checks that upstream
+//! makes when it starts running (`logfacility`). The per-sync keys are read in `lua_rt`
+//! (`sync_job`), where the config table lives.
+//!
+//! Must not touch: the file system, the poll loop, Lua beyond reading the table it is given.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use mlua::{Table, Value};
+
+use crate::log;
+
+/// The settings of one run, CLI values already merged over the config's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Settings {
+    pub(crate) logfile: Option<OsString>,
+    pub(crate) pidfile: Option<OsString>,
+    pub(crate) nodaemon: bool,
+    pub(crate) onepass: bool,
+    pub(crate) status_file: Option<OsString>,
+    /// Seconds; 0 writes on every cycle.
+    pub(crate) status_interval: f64,
+    /// syslog facility code (already shifted), `user` by default.
+    pub(crate) logfacility: i32,
+    pub(crate) logident: Vec<u8>,
+    pub(crate) insist: bool,
+    /// Raw `inotifyMode`; validated when the first watch is added (SPEC §2.9).
+    pub(crate) inotify_mode: Option<Vec<u8>>,
+    pub(crate) max_processes: Option<usize>,
+}
+
+fn truthy(v: &Value) -> bool {
+    !matches!(v, Value::Nil | Value::Boolean(false))
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(i) => Some(i.to_string().into_bytes()),
+        Value::Number(n) => Some(n.to_string().into_bytes()),
+        _ => None,
+    }
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => std::str::from_utf8(&s.as_bytes()).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+impl Settings {
+    /// Reads the merged settings table; an unknown `logfacility` is an error with upstream's
+    /// text.
+    pub(crate) fn from_table(t: &Table) -> Result<Settings, String> {
+        let get = |k: &str| t.get::<Value>(k).unwrap_or(Value::Nil);
+        let path = |k: &str| bytes(&get(k)).map(OsString::from_vec);
+        let logfacility = match bytes(&get("logfacility")) {
+            None => 1 << 3,
+            Some(name) => log::facility(&name).ok_or_else(|| {
+                format!("Logging facility '{}' unknown.", String::from_utf8_lossy(&name))
+            })?,
+        };
+        Ok(Settings {
+            logfile: path("logfile"),
+            pidfile: path("pidfile"),
+            nodaemon: truthy(&get("nodaemon")),
+            onepass: truthy(&get("onepass")),
+            status_file: path("statusFile"),
+            status_interval: number(&get("statusInterval")).unwrap_or(10.0).max(0.0),
+            logfacility,
+            logident: bytes(&get("logident")).unwrap_or_else(|| b"lsyncd".to_vec()),
+            insist: truthy(&get("insist")),
+            inotify_mode: bytes(&get("inotifyMode")),
+            max_processes: number(&get("maxProcesses"))
+                .filter(|n| *n >= 1.0)
+                .map(|n| n.min(1e9) as usize),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings_of(code: &str) -> Result<Settings, String> {
+        let lua = mlua::Lua::new();
+        let t: Table = lua.load(code).eval().expect("table");
+        Settings::from_table(&t)
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let s = settings_of("return {}").expect("settings");
+        assert_eq!(s.logfacility, 1 << 3);
+        assert_eq!(s.logident, b"lsyncd");
+        assert_eq!(s.status_interval, 10.0);
+        assert!(!s.nodaemon && !s.insist && s.max_processes.is_none());
+    }
+
+    #[test]
+    fn keys_map_to_fields() {
+        let s = settings_of(
+            "return { logfile='/l', statusFile='/s', statusInterval=0, nodaemon=true, \
+             insist=true, maxProcesses=4, logfacility='DAEMON', logident='x' }",
+        )
+        .expect("settings");
+        assert_eq!(s.logfile, Some(OsString::from("/l")));
+        assert_eq!(s.status_file, Some(OsString::from("/s")));
+        assert_eq!(s.status_interval, 0.0);
+        assert!(s.nodaemon && s.insist);
+        assert_eq!(s.max_processes, Some(4));
+        assert_eq!(s.logfacility, 3 << 3);
+        assert_eq!(s.logident, b"x");
+    }
+
+    #[test]
+    fn unknown_facility_is_an_error_naming_it() {
+        let e = settings_of("return { logfacility='nope' }").expect_err("error");
+        assert_eq!(e, "Logging facility 'nope' unknown.");
+    }
+}

@@ -1,0 +1,2206 @@
+//! The delay list of one Sync: pending filesystem events ("delays"), how a new event combines
+//! with the pending ones (SPEC §4.2 steps 4-5, §4.3), blocking and unblocking (§4.5) and the
+//! queries the scheduler and the inlet need (§4.6 `getNextDelay`, `getDelays`, the Sync alarm).
+//!
+//! Owns: [`DelayKind`], [`Status`], [`Delay`], [`combine`] and [`DelayList`] with its indexes.
+//! Must not touch: I/O, clocks (every `now` is a parameter), Lua, logging, exclusion filters,
+//! move splitting when a config has no `onMove`, alarm computation and directory recursion
+//! (§3.6). Those belong to `sync.rs`, which drives this module and logs what [`Pushed`] reports.
+//!
+//! # Why it is indexed (SPEC §15 item 2)
+//!
+//! Upstream asks `combine(old, new)` of every queued delay, newest to oldest, for every new
+//! event: O(n) per event. The answer only depends on path relations, so only delays that share a
+//! path with the new delay, sit on a directory above one of its paths, or (for a directory) lie
+//! below it can answer at all; plus `Init`/`Blanket`, which stack everything. We keep:
+//!
+//! * the queue as `BTreeMap<position, Delay>`: positions only grow, a replacement reuses the
+//!   old slot, removal anywhere is O(log n) and never disturbs the rest (§15 item 1);
+//! * a path tree (a hash map from full path to node): a node holds the positions of the delays
+//!   that have that path, split by role (plain `Delete`, other plain, Move origin, Move
+//!   destination), plus the newest position found anywhere *below* it, maintained through a
+//!   multiset of its children's newest positions. A push therefore looks at O(depth) nodes;
+//! * an ordered set of the alarms of `wait` delays and a counter of `wait` delays due at once,
+//!   so the Sync alarm costs O(log n).
+//!
+//! Within one (node, role) class `combine` answers alike for every member (all nil or all
+//! non-nil for a given new delay), so the newest member of each class stands for the class and
+//! the newest non-nil answer over those candidates is exactly upstream's first non-nil answer.
+//! The tests check this against a naive newest-to-oldest scan.
+//!
+//! Blocking links are stored as queue positions, not ids: a replacement sits in the old slot, so
+//! the delays blocked by the old delay stay blocked by the replacement without touching them
+//! (§15 item 3). A `blocks` list may keep positions of delays removed meanwhile; an entry is
+//! only honoured while the delay at that position still names this blocker.
+
+use hashbrown::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU64;
+use std::ops::Bound::{Excluded, Unbounded};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Event type of a delay, as upstream's `etype` strings.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
+pub(crate) enum DelayKind {
+    Attrib,
+    Modify,
+    Create,
+    Delete,
+    Move,
+    Init,
+    Blanket,
+    Full,
+}
+
+impl DelayKind {
+    /// The upstream `etype` string handed to Lua.
+    pub(crate) fn as_lua_str(self) -> &'static str {
+        match self {
+            DelayKind::Attrib => "Attrib",
+            DelayKind::Modify => "Modify",
+            DelayKind::Create => "Create",
+            DelayKind::Delete => "Delete",
+            DelayKind::Move => "Move",
+            DelayKind::Init => "Init",
+            DelayKind::Blanket => "Blanket",
+            DelayKind::Full => "Full",
+        }
+    }
+
+    /// Parses an upstream `etype` string (exact, case-sensitive as upstream).
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn from_lua_str(s: &[u8]) -> Option<Self> {
+        Some(match s {
+            b"Attrib" => DelayKind::Attrib,
+            b"Modify" => DelayKind::Modify,
+            b"Create" => DelayKind::Create,
+            b"Delete" => DelayKind::Delete,
+            b"Move" => DelayKind::Move,
+            b"Init" => DelayKind::Init,
+            b"Blanket" => DelayKind::Blanket,
+            b"Full" => DelayKind::Full,
+            _ => return None,
+        })
+    }
+
+    /// `Init`, `Blanket` and `Full` are made by the daemon, not by the filesystem (§4.7).
+    fn is_synthetic(self) -> bool {
+        matches!(self, DelayKind::Init | DelayKind::Blanket | DelayKind::Full)
+    }
+}
+
+/// Upstream's delay `status`.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
+pub(crate) enum Status {
+    /// Ready to be handed out.
+    Wait,
+    /// A process runs for it.
+    Active,
+    /// Waits for the delay that blocks it.
+    Block,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Wait => "wait",
+            Status::Active => "active",
+            Status::Block => "block",
+        }
+    }
+}
+
+/// Handle of a delay. Unique for the life of the process, never reused.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd, Debug)]
+pub(crate) struct DelayId(pub(crate) u64);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl DelayId {
+    fn fresh() -> Self {
+        DelayId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Opaque cursor into the queue order (see [`DelayList::first`], [`DelayList::next_after`]).
+/// A replacement keeps the position of the delay it replaced.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd, Debug)]
+pub(crate) struct QueuePos(Pos);
+
+/// Queue position: grows with every append, starts at 1 (so `Option<Pos>` is 8 bytes); a
+/// replacement reuses the position of the delay it replaces.
+type Pos = NonZeroU64;
+
+/// One pending event (SPEC §4.1).
+#[derive(Clone, Debug)]
+pub(crate) struct Delay {
+    pub(crate) kind: DelayKind,
+    /// Relative path: leading `/`, directories end with `/`; `b""` for `Init`/`Blanket`.
+    pub(crate) path: Box<[u8]>,
+    /// Move destination; always `None` for other kinds.
+    pub(crate) path2: Option<Box<[u8]>>,
+    /// When the delay becomes due; `None` = due at once (upstream alarm `true`).
+    pub(crate) alarm: Option<Instant>,
+    pub(crate) status: Status,
+    id: DelayId,
+    /// Position of the delay that blocks this one.
+    blocked_by: Option<Pos>,
+}
+
+impl Delay {
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn id(&self) -> DelayId {
+        self.id
+    }
+
+    /// Upstream's directory test: the path ends with `/`.
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn is_dir(&self) -> bool {
+        is_dir(&self.path)
+    }
+
+    /// Whether the alarm has passed (or is `true`).
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.alarm.is_none_or(|t| t <= now)
+    }
+
+    /// A Move without destination is treated as having the empty path (never happens in
+    /// practice; keeps `combine` total).
+    fn path2_bytes(&self) -> &[u8] {
+        self.path2.as_deref().unwrap_or(b"")
+    }
+}
+
+/// Answer of [`combine`] (SPEC §4.3).
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+pub(crate) enum Combine {
+    /// The new delay is blocked by the old one.
+    Stack,
+    /// The new delay takes the old one's place (stack instead if the old one is active).
+    Replace,
+    /// The old Move becomes `Delete(old.path)` and the new delay stacks on it.
+    ToDeleteStack,
+    /// The new Move must be split into `Delete(path)` and `Create(path2)`.
+    Split,
+    /// The new delay is dropped. Upstream's effective rules never answer it (§4.4); kept so
+    /// the vocabulary matches upstream's combiner.
+    #[allow(dead_code)]
+    Absorb,
+}
+
+/// What [`DelayList::push`] did with a new delay.
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+pub(crate) enum Pushed {
+    /// Appended, not blocked (log `New ETYPE: PATH[ -> PATH2]`).
+    Appended(DelayId),
+    /// Appended, blocked by `on`.
+    Stacked { id: DelayId, on: DelayId },
+    /// Took the queue slot of `old`, which is gone. Only `Delete` → `Create` of the same file
+    /// replaces, so the old delay was `Delete` of the new delay's path.
+    Replaced { id: DelayId, old: DelayId },
+    /// The Move `on_move` (gone) was replaced in its slot by `delete` = `Delete(move origin)`;
+    /// the new delay `id` (`Delete`/`Create` of the move destination) is stacked on it.
+    ToDeleteStacked {
+        id: DelayId,
+        delete: DelayId,
+        on_move: DelayId,
+    },
+    /// Nothing queued: the caller re-pushes `Delete(path)` then `Create(path2)`.
+    Split,
+    /// Nothing queued: the new delay was absorbed (unreachable with upstream's rules).
+    Absorbed,
+}
+
+/// Verdict of a [`DelayList::select`] test (upstream `getEvents` test results).
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+#[allow(dead_code)] // API not called by the daemon yet
+pub(crate) enum Select {
+    /// Truthy: take the delay.
+    Include,
+    /// Falsy: leave it, and everything it blocks.
+    Exclude,
+    /// `'break'`: stop the walk here.
+    Break,
+}
+
+fn is_dir(path: &[u8]) -> bool {
+    path.last() == Some(&b'/')
+}
+
+/// "P under D": D is a directory and P starts with D (P == D included).
+fn under(p: &[u8], d: &[u8]) -> bool {
+    is_dir(d) && p.starts_with(d)
+}
+
+/// `combine(old, new)` exactly as upstream implements it (SPEC §4.3), quirks included: only
+/// `Delete` → `Create` of the same file merges; two Moves onto the same *file* destination are
+/// independent (upstream compares `new.path2` with `new.path`); `Full` never combines;
+/// `Init`/`Blanket` stack everything. `new_path2` is only looked at for a new Move.
+#[allow(dead_code)] // API not called by the daemon yet (push uses the same rules)
+pub(crate) fn combine(
+    old: &Delay,
+    new_kind: DelayKind,
+    new_path: &[u8],
+    new_path2: Option<&[u8]>,
+) -> Option<Combine> {
+    combine_parts(
+        old.kind,
+        &old.path,
+        old.path2_bytes(),
+        new_kind,
+        new_path,
+        new_path2.unwrap_or(b""),
+    )
+}
+
+fn combine_parts(
+    ok: DelayKind,
+    op: &[u8],
+    op2: &[u8],
+    nk: DelayKind,
+    np: &[u8],
+    np2: &[u8],
+) -> Option<Combine> {
+    use DelayKind::{Create, Delete, Full, Move};
+    if matches!(ok, DelayKind::Init | DelayKind::Blanket) {
+        return Some(Combine::Stack);
+    }
+    if ok == Full || nk == Full {
+        return None;
+    }
+    let related = |a: &[u8], b: &[u8]| under(a, b) || under(b, a);
+    let answer = match (ok == Move, nk == Move) {
+        (false, false) => {
+            if op == np && ok == Delete && nk == Create {
+                if is_dir(np) {
+                    Combine::Stack
+                } else {
+                    Combine::Replace
+                }
+            } else if related(np, op) {
+                Combine::Stack
+            } else {
+                return None;
+            }
+        }
+        (true, false) => {
+            if np == op || related(np, op) {
+                Combine::Stack
+            } else if np == op2 {
+                if matches!(nk, Delete | Create) {
+                    Combine::ToDeleteStack
+                } else {
+                    Combine::Stack
+                }
+            } else if related(np, op2) {
+                Combine::Stack
+            } else {
+                return None;
+            }
+        }
+        (false, true) => {
+            if op == np || op == np2 || related(op, np) || related(op, np2) {
+                Combine::Split
+            } else {
+                return None;
+            }
+        }
+        (true, true) => {
+            // Upstream's fourth equality test compares new.path2 with new.path (never true),
+            // so old.path2 == new.path2 is only caught for directories, by `related`.
+            if op == np
+                || op == np2
+                || op2 == np
+                || related(op, np)
+                || related(op, np2)
+                || related(op2, np)
+                || related(op2, np2)
+            {
+                Combine::Split
+            } else {
+                return None;
+            }
+        }
+    };
+    Some(answer)
+}
+
+/// The role a path plays for a delay; one position list per role in a path node.
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+enum Role {
+    /// `path` of a `Delete`.
+    Delete = 0,
+    /// `path` of an `Attrib`, `Modify` or `Create`.
+    Other = 1,
+    /// `path` of a Move.
+    MoveFrom = 2,
+    /// `path2` of a Move.
+    MoveTo = 3,
+}
+
+const ROLES: [Role; 4] = [Role::Delete, Role::Other, Role::MoveFrom, Role::MoveTo];
+
+/// Positions of the delays having exactly one path, per [`Role`]. Nearly every path has one
+/// delay, which is stored inline; only a shared path pays for per-role lists.
+#[derive(Default, Debug, PartialEq, Eq)]
+enum Own {
+    #[default]
+    Empty,
+    One(Pos, Role),
+    /// Ascending positions, indexed by `Role as usize`.
+    Many(Box<[Vec<Pos>; 4]>),
+}
+
+impl Own {
+    fn insert(&mut self, role: Role, pos: Pos) {
+        match self {
+            Own::Empty => *self = Own::One(pos, role),
+            Own::One(p, r) => {
+                let mut lists: Box<[Vec<Pos>; 4]> = Box::default();
+                lists[*r as usize].push(*p);
+                let list = &mut lists[role as usize];
+                let at = list.partition_point(|&x| x < pos);
+                list.insert(at, pos);
+                *self = Own::Many(lists);
+            }
+            Own::Many(lists) => {
+                let list = &mut lists[role as usize];
+                let at = list.partition_point(|&x| x < pos);
+                list.insert(at, pos);
+            }
+        }
+    }
+
+    fn remove(&mut self, role: Role, pos: Pos) {
+        match self {
+            Own::One(p, r) if *p == pos && *r == role => *self = Own::Empty,
+            Own::Many(lists) => {
+                let list = &mut lists[role as usize];
+                let Ok(at) = list.binary_search(&pos) else {
+                    debug_assert!(false, "invariant: removing an unindexed delay");
+                    return;
+                };
+                list.remove(at);
+                if list.capacity() > 4 && list.len() * 4 <= list.capacity() {
+                    list.shrink_to_fit();
+                }
+                let left: usize = lists.iter().map(Vec::len).sum();
+                if left <= 1 {
+                    *self = ROLES
+                        .iter()
+                        .find_map(|&r| lists[r as usize].first().map(|&p| Own::One(p, r)))
+                        .unwrap_or(Own::Empty);
+                }
+            }
+            _ => debug_assert!(false, "invariant: removing an unindexed delay"),
+        }
+    }
+
+    fn newest_of(&self, role: Role) -> Option<Pos> {
+        match self {
+            Own::Empty => None,
+            Own::One(p, r) => (*r == role).then_some(*p),
+            Own::Many(lists) => lists[role as usize].last().copied(),
+        }
+    }
+
+    fn newest(&self) -> Option<Pos> {
+        match self {
+            Own::Empty => None,
+            Own::One(p, _) => Some(*p),
+            Own::Many(lists) => lists.iter().filter_map(|l| l.last().copied()).max(),
+        }
+    }
+}
+
+/// One path of the path tree. Exists exactly while some delay has this path or a path below it.
+#[derive(Default, Debug, PartialEq, Eq)]
+struct Node {
+    own: Own,
+    /// Multiset (position → count) of the `newest` value of every child node. Directories
+    /// only: a file path never has children, so the box keeps file nodes 16 bytes smaller.
+    #[allow(clippy::box_collection)]
+    children: Option<Box<BTreeMap<Pos, u32>>>,
+    /// Newest position at or below this path: max of `own` and `children`.
+    newest: Option<Pos>,
+}
+
+impl Node {
+    fn own_newest(&self) -> Option<Pos> {
+        self.own.newest()
+    }
+
+    fn compute_newest(&self) -> Option<Pos> {
+        let below = self
+            .children
+            .as_ref()
+            .and_then(|c| c.last_key_value())
+            .map(|(&p, _)| p);
+        self.own.newest().max(below)
+    }
+}
+
+/// The parent directory of a path in the tree: its longest proper prefix ending with `/`
+/// (`/a/b/f` → `/a/b/`, `/a/b/` → `/a/`, `/` → none). Following parents visits exactly the
+/// directories a path is "under" (§4.3), so the tree's aggregates match upstream's prefix test.
+fn parent_of(path: &[u8]) -> Option<&[u8]> {
+    let (_, head) = path.split_last()?;
+    let slash = head.iter().rposition(|&c| c == b'/')?;
+    Some(&path[..=slash])
+}
+
+#[derive(Default, Debug)]
+struct PathTree {
+    nodes: HashMap<Box<[u8]>, Node>,
+}
+
+impl PathTree {
+    fn get(&self, path: &[u8]) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// Adds or removes `pos` in the `role` list of `path`, then fixes the aggregates of the
+    /// ancestors: O(depth · log n), stopping as soon as an ancestor's newest is unchanged.
+    fn update(&mut self, path: &[u8], role: Role, pos: Pos, add: bool) {
+        let node = self.nodes.entry_ref(path).or_default();
+        if add {
+            node.own.insert(role, pos);
+        } else {
+            node.own.remove(role, pos);
+        }
+        let mut old = node.newest;
+        let mut new = node.compute_newest();
+        node.newest = new;
+        if new.is_none() {
+            self.nodes.remove(path);
+        }
+        let mut child = path;
+        while old != new {
+            let Some(parent) = parent_of(child) else {
+                break;
+            };
+            let node = self.nodes.entry_ref(parent).or_default();
+            if let (Some(o), Some(children)) = (old, node.children.as_mut()) {
+                if let Some(count) = children.get_mut(&o) {
+                    *count -= 1;
+                    if *count == 0 {
+                        children.remove(&o);
+                    }
+                }
+                if children.is_empty() {
+                    node.children = None;
+                }
+            }
+            if let Some(n) = new {
+                *node.children.get_or_insert_default().entry(n).or_insert(0) += 1;
+            }
+            old = node.newest;
+            new = node.compute_newest();
+            node.newest = new;
+            if new.is_none() {
+                self.nodes.remove(parent);
+            }
+            child = parent;
+        }
+    }
+}
+
+/// Alarms of `wait` delays (SPEC §4.6 "Sync alarm", 2.3 semantics).
+#[derive(Default, Debug)]
+struct WaitIndex {
+    timed: BTreeSet<(Instant, Pos)>,
+    immediate: usize,
+}
+
+impl WaitIndex {
+    fn add(&mut self, pos: Pos, alarm: Option<Instant>) {
+        match alarm {
+            Some(t) => {
+                self.timed.insert((t, pos));
+            }
+            None => self.immediate += 1,
+        }
+    }
+
+    fn remove(&mut self, pos: Pos, alarm: Option<Instant>) {
+        match alarm {
+            Some(t) => {
+                self.timed.remove(&(t, pos));
+            }
+            None => self.immediate -= 1,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.timed.len() + self.immediate
+    }
+}
+
+/// The FIFO queue of delays of one Sync, with its indexes (see the module doc).
+#[derive(Debug)]
+pub(crate) struct DelayList {
+    queue: BTreeMap<Pos, Delay>,
+    by_id: HashMap<DelayId, Pos>,
+    next_pos: Pos,
+    tree: PathTree,
+    /// Positions of `Init` and `Blanket` delays: `combine(Init|Blanket, x)` is always `stack`.
+    synthetic: BTreeSet<Pos>,
+    wait: WaitIndex,
+    /// Blocker position → positions of the delays it blocks (upstream's `blocks` lists, kept
+    /// apart because few delays block anything). May hold stale entries, see the module doc.
+    blocks: HashMap<Pos, Vec<Pos>>,
+}
+
+impl Default for DelayList {
+    fn default() -> Self {
+        DelayList {
+            queue: BTreeMap::new(),
+            by_id: HashMap::new(),
+            next_pos: Pos::MIN,
+            tree: PathTree::default(),
+            synthetic: BTreeSet::new(),
+            wait: WaitIndex::default(),
+            blocks: HashMap::new(),
+        }
+    }
+}
+
+impl DelayList {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(crate) fn get(&self, id: DelayId) -> Option<&Delay> {
+        self.by_id.get(&id).and_then(|pos| self.queue.get(pos))
+    }
+
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn contains(&self, id: DelayId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// The delay that blocks `id`, if any.
+    pub(crate) fn blocked_by(&self, id: DelayId) -> Option<DelayId> {
+        let pos = self.get(id)?.blocked_by?;
+        self.queue.get(&pos).map(|d| d.id)
+    }
+
+    /// Queue position of `id` (a cursor for [`DelayList::next_after`]).
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn pos_of(&self, id: DelayId) -> Option<QueuePos> {
+        self.by_id.get(&id).map(|&p| QueuePos(p))
+    }
+
+    /// Number of delays with status `wait`.
+    pub(crate) fn wait_count(&self) -> usize {
+        self.wait.len()
+    }
+
+    /// Queues a filesystem event (SPEC §4.2 steps 4-5). The caller has already filtered it,
+    /// split a Move when the config has no `onMove`, and computed the alarm; it does the
+    /// directory recursion (§3.6) afterwards and re-pushes on [`Pushed::Split`].
+    ///
+    /// `Init`/`Blanket`/`Full` entering here are stacked behind the last queued delay without a
+    /// combine scan (§4.2 step 4); their dedicated creators use [`DelayList::push_unblocked`].
+    /// `path2` is kept only for a Move.
+    pub(crate) fn push(
+        &mut self,
+        kind: DelayKind,
+        path: Box<[u8]>,
+        path2: Option<Box<[u8]>>,
+        alarm: Option<Instant>,
+    ) -> Pushed {
+        let path2 = if kind == DelayKind::Move { path2 } else { None };
+        if kind.is_synthetic() {
+            let last = self.queue.last_key_value().map(|(&p, d)| (p, d.id));
+            let id = self.append(kind, path, path2, alarm, last.map(|(p, _)| p));
+            return match last {
+                Some((_, on)) => Pushed::Stacked { id, on },
+                None => Pushed::Appended(id),
+            };
+        }
+        let Some((opos, how)) = self.find_combine(kind, &path, path2.as_deref()) else {
+            return Pushed::Appended(self.append(kind, path, path2, alarm, None));
+        };
+        let old = &self.queue[&opos];
+        let (old_id, old_active) = (old.id, old.status == Status::Active);
+        match how {
+            Combine::Split => Pushed::Split,
+            Combine::Absorb => Pushed::Absorbed,
+            Combine::Replace if !old_active => {
+                let old = self
+                    .take(opos)
+                    .expect("invariant: combine candidate is queued");
+                let id = self.insert_new(opos, kind, path, path2, alarm, old.blocked_by);
+                Pushed::Replaced { id, old: old_id }
+            }
+            Combine::ToDeleteStack if !old_active => {
+                let old = self
+                    .take(opos)
+                    .expect("invariant: combine candidate is queued");
+                let delete = self.insert_new(
+                    opos,
+                    DelayKind::Delete,
+                    old.path,
+                    None,
+                    old.alarm,
+                    old.blocked_by,
+                );
+                let id = self.append(kind, path, path2, alarm, Some(opos));
+                Pushed::ToDeleteStacked {
+                    id,
+                    delete,
+                    on_move: old_id,
+                }
+            }
+            // An active delay cannot be replaced: the new one waits for it instead.
+            Combine::Stack | Combine::Replace | Combine::ToDeleteStack => {
+                let id = self.append(kind, path, path2, alarm, Some(opos));
+                Pushed::Stacked { id, on: old_id }
+            }
+        }
+    }
+
+    /// Appends a delay that is neither combined nor blocked: the `Init`, `Blanket` and `Full`
+    /// creators of SPEC §4.7. Later events stack behind an `Init`/`Blanket`; a `Full` stays
+    /// independent.
+    pub(crate) fn push_unblocked(
+        &mut self,
+        kind: DelayKind,
+        path: Box<[u8]>,
+        alarm: Option<Instant>,
+    ) -> DelayId {
+        self.append(kind, path, None, alarm, None)
+    }
+
+    /// Removes a delay (finished, discarded, ...) and sets every delay it blocks from `block`
+    /// to `wait`, keeping their alarms (§4.5). A blocked delay that was made `active` meanwhile
+    /// (handed out in a `getEvents` list) stays `active`.
+    pub(crate) fn remove(&mut self, id: DelayId) -> Option<Delay> {
+        let pos = *self.by_id.get(&id)?;
+        let delay = self.take(pos)?;
+        for b in self.blocks.remove(&pos).unwrap_or_default() {
+            if let Some(blocked) = self.queue.get_mut(&b) {
+                if blocked.blocked_by == Some(pos) {
+                    blocked.blocked_by = None;
+                    if blocked.status == Status::Block {
+                        blocked.status = Status::Wait;
+                        self.wait.add(b, blocked.alarm);
+                    }
+                }
+            }
+        }
+        Some(delay)
+    }
+
+    /// Marks a delay as handed to a process. Returns false if it is not queued.
+    pub(crate) fn set_active(&mut self, id: DelayId) -> bool {
+        self.restate(id, |d| (Status::Active, d.alarm))
+    }
+
+    /// Puts a delay back to `wait` with a new alarm, in the same queue position (collect result
+    /// `again`). A delay still blocked by a queued delay goes back to `block` instead. Returns
+    /// false if it is not queued.
+    pub(crate) fn set_wait(&mut self, id: DelayId, alarm: Option<Instant>) -> bool {
+        self.restate(id, |d| {
+            let status = if d.blocked_by.is_some() {
+                Status::Block
+            } else {
+                Status::Wait
+            };
+            (status, alarm)
+        })
+    }
+
+    /// First delay in queue order.
+    pub(crate) fn first(&self) -> Option<(QueuePos, DelayId)> {
+        self.queue
+            .first_key_value()
+            .map(|(&p, d)| (QueuePos(p), d.id))
+    }
+
+    /// The delay after `pos` in queue order; `pos` may have been removed meanwhile.
+    pub(crate) fn next_after(&self, pos: QueuePos) -> Option<(QueuePos, DelayId)> {
+        self.queue
+            .range((Excluded(pos.0), Unbounded))
+            .next()
+            .map(|(&p, d)| (QueuePos(p), d.id))
+    }
+
+    /// All delays in queue order.
+    pub(crate) fn iter(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = (DelayId, &Delay)> + ExactSizeIterator {
+        self.queue.values().map(|d| (d.id, d))
+    }
+
+    /// Upstream `getNextDelay(now)` (§4.6): the first `wait` delay in queue order; the scan
+    /// gives up at the first delay (any status) whose alarm is in the future, unless the queue
+    /// holds `max_delays` or more. Costs the number of delays in front of the answer.
+    pub(crate) fn next_wait(&self, now: Instant, max_delays: usize) -> Option<DelayId> {
+        if self.wait.len() == 0 {
+            return None;
+        }
+        let ignore_alarms = self.len() >= max_delays;
+        for d in self.queue.values() {
+            if !ignore_alarms && !d.is_due(now) {
+                return None;
+            }
+            if d.status == Status::Wait {
+                return Some(d.id);
+            }
+        }
+        None
+    }
+
+    /// Upstream `getDelays(test)` (§4.6): walks the whole queue in order and calls `test` for
+    /// every delay (as upstream does, so `Break` is honoured wherever it comes). A delay that is
+    /// `active`, or that `test` excludes, is left out together with everything it blocks,
+    /// transitively; all others (`wait` or `block`) are taken, alarms ignored.
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn select(&self, mut test: impl FnMut(DelayId, &Delay) -> Select) -> Vec<DelayId> {
+        let mut excluded: HashSet<Pos> = HashSet::new();
+        let mut taken = Vec::new();
+        for (&pos, d) in &self.queue {
+            let verdict = test(d.id, d);
+            if verdict == Select::Break {
+                break;
+            }
+            // A blocker always sits before what it blocks, so one pass sees it first.
+            let through = d.blocked_by.is_some_and(|b| excluded.contains(&b));
+            if through || d.status == Status::Active || verdict == Select::Exclude {
+                excluded.insert(pos);
+            } else {
+                taken.push(d.id);
+            }
+        }
+        taken
+    }
+
+    /// Whether the first delay in queue order is due: the queue holds `max_delays` or more, or
+    /// its alarm is `true` or has passed. False for an empty queue.
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn due(&self, now: Instant, max_delays: usize) -> bool {
+        self.queue
+            .first_key_value()
+            .is_some_and(|(_, d)| self.len() >= max_delays || d.is_due(now))
+    }
+
+    /// The Sync alarm part that comes from delays (§4.6, 2.3 semantics): `None` if no delay is
+    /// `wait`; `Some(None)` if a `wait` delay is due at once; else the earliest `wait` alarm.
+    #[allow(dead_code)] // API not called by the daemon yet
+    pub(crate) fn earliest_wait_alarm(&self) -> Option<Option<Instant>> {
+        if self.wait.immediate > 0 {
+            return Some(None);
+        }
+        self.wait.timed.first().map(|&(t, _)| Some(t))
+    }
+
+    /// Upstream's combine scan, answered from the indexes: the newest candidate whose
+    /// `combine` is non-nil, with its position.
+    fn find_combine(
+        &self,
+        kind: DelayKind,
+        path: &[u8],
+        path2: Option<&[u8]>,
+    ) -> Option<(Pos, Combine)> {
+        let is_move = kind == DelayKind::Move;
+        let np2 = path2.unwrap_or(b"");
+        let mut best: Option<(Pos, Combine)> = None;
+        let mut consider = |pos: Pos| {
+            if best.is_some_and(|(b, _)| b >= pos) {
+                return;
+            }
+            let Some(od) = self.queue.get(&pos) else {
+                debug_assert!(false, "invariant: indexed position is queued");
+                return;
+            };
+            if let Some(c) = combine_parts(od.kind, &od.path, od.path2_bytes(), kind, path, np2) {
+                best = Some((pos, c));
+            }
+        };
+        let news: &[&[u8]] = if is_move { &[path, np2] } else { &[path] };
+        for &p in news {
+            // Delays on a directory above p: every role answers.
+            let mut at = p;
+            while let Some(parent) = parent_of(at) {
+                if let Some(x) = self.tree.get(parent).and_then(Node::own_newest) {
+                    consider(x);
+                }
+                at = parent;
+            }
+            let Some(node) = self.tree.get(p) else {
+                continue;
+            };
+            if is_dir(p) {
+                // Same directory or anything below it: every role answers.
+                if let Some(x) = node.newest {
+                    consider(x);
+                }
+            } else {
+                // Same file: whether a role answers depends on the kinds; the newest of each
+                // role stands for the role.
+                for role in ROLES {
+                    if let Some(x) = node.own.newest_of(role) {
+                        consider(x);
+                    }
+                }
+            }
+        }
+        if let Some(&x) = self.synthetic.last() {
+            consider(x);
+        }
+        best
+    }
+
+    /// Appends a new delay at the end of the queue, blocked by the delay at `blocked_by`.
+    fn append(
+        &mut self,
+        kind: DelayKind,
+        path: Box<[u8]>,
+        path2: Option<Box<[u8]>>,
+        alarm: Option<Instant>,
+        blocked_by: Option<Pos>,
+    ) -> DelayId {
+        let pos = self.next_pos;
+        self.next_pos = pos
+            .checked_add(1)
+            .expect("invariant: fewer than 2^64 delays per list");
+        if let Some(b) = blocked_by {
+            self.blocks.entry(b).or_default().push(pos);
+        }
+        self.insert_new(pos, kind, path, path2, alarm, blocked_by)
+    }
+
+    /// Creates a delay at `pos`, blocked by the delay at `blocked_by`, and indexes it.
+    fn insert_new(
+        &mut self,
+        pos: Pos,
+        kind: DelayKind,
+        path: Box<[u8]>,
+        path2: Option<Box<[u8]>>,
+        alarm: Option<Instant>,
+        blocked_by: Option<Pos>,
+    ) -> DelayId {
+        let status = if blocked_by.is_some() {
+            Status::Block
+        } else {
+            Status::Wait
+        };
+        let delay = Delay {
+            kind,
+            path,
+            path2,
+            alarm,
+            status,
+            id: DelayId::fresh(),
+            blocked_by,
+        };
+        let id = delay.id;
+        self.index(&delay, pos, true);
+        if status == Status::Wait {
+            self.wait.add(pos, alarm);
+        }
+        self.by_id.insert(id, pos);
+        let previous = self.queue.insert(pos, delay);
+        debug_assert!(previous.is_none(), "invariant: queue slot is free");
+        id
+    }
+
+    /// Takes the delay at `pos` out of the queue and every index. Blocking links are left to
+    /// the caller: a replacement inherits them through the position.
+    fn take(&mut self, pos: Pos) -> Option<Delay> {
+        let delay = self.queue.remove(&pos)?;
+        self.by_id.remove(&delay.id);
+        self.index(&delay, pos, false);
+        if delay.status == Status::Wait {
+            self.wait.remove(pos, delay.alarm);
+        }
+        Some(delay)
+    }
+
+    fn index(&mut self, d: &Delay, pos: Pos, add: bool) {
+        let role = match d.kind {
+            DelayKind::Init | DelayKind::Blanket => {
+                if add {
+                    self.synthetic.insert(pos);
+                } else {
+                    self.synthetic.remove(&pos);
+                }
+                return;
+            }
+            // combine() never answers for a Full, old or new.
+            DelayKind::Full => return,
+            DelayKind::Move => {
+                self.tree.update(d.path2_bytes(), Role::MoveTo, pos, add);
+                Role::MoveFrom
+            }
+            DelayKind::Delete => Role::Delete,
+            DelayKind::Attrib | DelayKind::Modify | DelayKind::Create => Role::Other,
+        };
+        self.tree.update(&d.path, role, pos, add);
+    }
+
+    /// Changes status and alarm of a queued delay, keeping the wait index in step.
+    fn restate(
+        &mut self,
+        id: DelayId,
+        change: impl FnOnce(&Delay) -> (Status, Option<Instant>),
+    ) -> bool {
+        let Some(&pos) = self.by_id.get(&id) else {
+            return false;
+        };
+        let Some(d) = self.queue.get_mut(&pos) else {
+            return false;
+        };
+        let (status, alarm) = change(d);
+        if d.status == Status::Wait {
+            self.wait.remove(pos, d.alarm);
+        }
+        d.status = status;
+        d.alarm = alarm;
+        if status == Status::Wait {
+            self.wait.add(pos, alarm);
+        }
+        true
+    }
+
+    /// Rebuilds every index from the queue and compares (tests only).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let mut fresh = DelayList::default();
+        let listed: HashSet<(Pos, Pos)> = self
+            .blocks
+            .iter()
+            .flat_map(|(&b, l)| l.iter().map(move |&p| (b, p)))
+            .collect();
+        for (&pos, d) in &self.queue {
+            fresh.index(d, pos, true);
+            if d.status == Status::Wait {
+                fresh.wait.add(pos, d.alarm);
+            }
+            assert_eq!(self.by_id.get(&d.id), Some(&pos), "id index");
+            if let Some(b) = d.blocked_by {
+                assert!(self.queue.contains_key(&b), "blocker queued");
+                assert!(b < pos, "blocker sits before what it blocks");
+                assert!(listed.contains(&(b, pos)), "blocker lists it");
+                assert_ne!(d.status, Status::Wait, "a blocked delay is not wait");
+            } else {
+                assert_ne!(d.status, Status::Block, "an unblocked delay is not block");
+            }
+        }
+        for b in self.blocks.keys() {
+            assert!(
+                self.queue.contains_key(b),
+                "blocks lists belong to queued delays"
+            );
+        }
+        assert_eq!(self.by_id.len(), self.queue.len());
+        assert_eq!(self.tree.nodes, fresh.tree.nodes, "path tree");
+        assert_eq!(self.synthetic, fresh.synthetic);
+        assert_eq!(self.wait.timed, fresh.wait.timed);
+        assert_eq!(self.wait.immediate, fresh.wait.immediate);
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use DelayKind::{Attrib, Blanket, Create, Delete, Full, Init, Modify, Move};
+
+    fn b(s: &str) -> Box<[u8]> {
+        s.as_bytes().into()
+    }
+
+    fn detached(kind: DelayKind, path: &str, path2: Option<&str>) -> Delay {
+        Delay {
+            kind,
+            path: b(path),
+            path2: path2.map(b),
+            alarm: None,
+            status: Status::Wait,
+            id: DelayId::fresh(),
+            blocked_by: None,
+        }
+    }
+
+    // One line per row of SPEC §4.3: `name: OLD "path" [-> "path2"], NEW "path" [-> "path2"]
+    // => EXPECTED;` with EXPECTED a `Combine` variant or `Nil` (upstream nil).
+    macro_rules! combine_table {
+        (@exp Nil) => { None };
+        (@exp $c:ident) => { Some(Combine::$c) };
+        ($($name:ident: $ok:ident $op:literal $(-> $op2:literal)?,
+                        $nk:ident $np:literal $(-> $np2:literal)? => $exp:ident;)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    let old = detached($ok, $op, None$(.or(Some($op2)))?);
+                    let np2: Option<&str> = None$(.or(Some($np2)))?;
+                    let got = combine(&old, $nk, $np.as_bytes(), np2.map(str::as_bytes));
+                    assert_eq!(got, combine_table!(@exp $exp));
+                }
+            )*
+        };
+    }
+
+    combine_table! {
+        // 1. Init/Blanket old: stack, whatever comes (even Full: rule 1 precedes rule 2).
+        init_stacks_file_event: Init "", Modify "/a" => Stack;
+        init_stacks_dir_event: Init "", Create "/d/" => Stack;
+        init_stacks_move: Init "", Move "/a" -> "/b" => Stack;
+        init_stacks_full: Init "", Full "/" => Stack;
+        init_stacks_blanket: Init "", Blanket "" => Stack;
+        blanket_stacks_delete: Blanket "", Delete "/x" => Stack;
+        blanket_stacks_move: Blanket "", Move "/a/" -> "/b/" => Stack;
+        blanket_stacks_init: Blanket "", Init "" => Stack;
+        // 2. Full old or new: independent.
+        full_old_ignores_file_below: Full "/", Modify "/a" => Nil;
+        full_old_ignores_same_path: Full "/d/", Create "/d/" => Nil;
+        full_old_ignores_move: Full "/", Move "/a" -> "/b" => Nil;
+        full_new_ignores_dir: Create "/d/", Full "/" => Nil;
+        full_new_ignores_move: Move "/a" -> "/b", Full "/" => Nil;
+        full_new_ignores_full: Full "/", Full "/" => Nil;
+        full_new_ignores_delete: Delete "/f", Full "/f" => Nil;
+        // 3. Neither is a Move: only Delete -> Create of one path merges.
+        delete_then_create_same_file_replaces: Delete "/a/f", Create "/a/f" => Replace;
+        delete_then_create_same_dir_stacks: Delete "/d/", Create "/d/" => Stack;
+        create_then_modify_same_file_independent: Create "/a/f", Modify "/a/f" => Nil;
+        modify_then_modify_same_file_independent: Modify "/a/f", Modify "/a/f" => Nil;
+        attrib_then_attrib_same_file_independent: Attrib "/a/f", Attrib "/a/f" => Nil;
+        attrib_then_modify_same_file_independent: Attrib "/f", Modify "/f" => Nil;
+        modify_then_attrib_same_file_independent: Modify "/f", Attrib "/f" => Nil;
+        create_then_create_same_file_independent: Create "/f", Create "/f" => Nil;
+        attrib_then_create_same_file_independent: Attrib "/f", Create "/f" => Nil;
+        modify_then_create_same_file_independent: Modify "/f", Create "/f" => Nil;
+        create_then_delete_same_file_independent: Create "/f", Delete "/f" => Nil;
+        modify_then_delete_same_file_independent: Modify "/f", Delete "/f" => Nil;
+        delete_then_delete_same_file_independent: Delete "/f", Delete "/f" => Nil;
+        delete_then_modify_same_file_independent: Delete "/f", Modify "/f" => Nil;
+        delete_then_attrib_same_file_independent: Delete "/f", Attrib "/f" => Nil;
+        create_then_modify_same_dir_stacks: Create "/d/", Modify "/d/" => Stack;
+        attrib_then_attrib_same_dir_stacks: Attrib "/d/", Attrib "/d/" => Stack;
+        create_then_delete_same_dir_stacks: Create "/d/", Delete "/d/" => Stack;
+        delete_then_delete_same_dir_stacks: Delete "/d/", Delete "/d/" => Stack;
+        file_in_pending_dir_stacks: Create "/d/", Create "/d/f" => Stack;
+        deep_file_in_pending_dir_stacks: Create "/d/", Modify "/d/e/f" => Stack;
+        dir_in_pending_dir_stacks: Delete "/d/", Create "/d/e/" => Stack;
+        dir_around_pending_file_stacks: Modify "/d/f", Delete "/d/" => Stack;
+        dir_around_deep_pending_dir_stacks: Create "/d/e/g/", Attrib "/d/" => Stack;
+        root_stacks_everything_below: Attrib "/", Modify "/x" => Stack;
+        everything_below_stacks_on_root: Modify "/a/b/c", Attrib "/" => Stack;
+        file_then_dir_of_same_name_independent: Delete "/d", Create "/d/" => Nil;
+        dir_then_file_of_same_name_independent: Delete "/d/", Create "/d" => Nil;
+        sibling_files_independent: Modify "/a/x", Modify "/a/y" => Nil;
+        dir_name_prefix_is_not_under: Create "/a/", Create "/ab/" => Nil;
+        file_name_prefix_is_not_under: Modify "/a", Modify "/ab" => Nil;
+        file_is_not_a_directory_prefix: Modify "/a", Modify "/a/b" => Nil;
+        // 4. Old Move, new not a Move.
+        modify_of_move_origin_stacks: Move "/a" -> "/b", Modify "/a" => Stack;
+        create_of_move_origin_stacks: Move "/a" -> "/b", Create "/a" => Stack;
+        delete_of_move_origin_stacks: Move "/a" -> "/b", Delete "/a" => Stack;
+        attrib_of_move_origin_stacks: Move "/a" -> "/b", Attrib "/a" => Stack;
+        delete_of_move_destination_turns_into_delete: Move "/c" -> "/d", Delete "/d" => ToDeleteStack;
+        create_of_move_destination_turns_into_delete: Move "/c" -> "/d", Create "/d" => ToDeleteStack;
+        modify_of_move_destination_stacks: Move "/a" -> "/b", Modify "/b" => Stack;
+        attrib_of_move_destination_stacks: Move "/a" -> "/b", Attrib "/b" => Stack;
+        delete_of_moved_dir_destination_turns_into_delete: Move "/a/" -> "/b/", Delete "/b/" => ToDeleteStack;
+        create_of_moved_dir_destination_turns_into_delete: Move "/a/" -> "/b/", Create "/b/" => ToDeleteStack;
+        modify_of_moved_dir_destination_stacks: Move "/a/" -> "/b/", Modify "/b/" => Stack;
+        delete_of_moved_dir_origin_stacks: Move "/a/" -> "/b/", Delete "/a/" => Stack;
+        file_in_moved_dir_origin_stacks: Move "/a/" -> "/b/", Modify "/a/f" => Stack;
+        dir_around_move_origin_stacks: Move "/a/x" -> "/b/y", Delete "/a/" => Stack;
+        file_in_moved_dir_destination_stacks: Move "/a/" -> "/b/", Create "/b/f" => Stack;
+        delete_in_moved_dir_destination_stacks: Move "/a/" -> "/b/", Delete "/b/f" => Stack;
+        dir_around_move_destination_stacks: Move "/a/x" -> "/b/y", Attrib "/b/" => Stack;
+        root_around_move_stacks: Move "/a/x" -> "/b/y", Attrib "/" => Stack;
+        unrelated_to_move_independent: Move "/a" -> "/b", Modify "/c" => Nil;
+        sibling_of_moved_dir_independent: Move "/a/" -> "/b/", Modify "/ab" => Nil;
+        file_named_like_moved_dir_independent: Move "/a/" -> "/b/", Delete "/b" => Nil;
+        // 5. Old not a Move, new Move: split on any relation.
+        move_of_pending_file_splits: Modify "/a", Move "/a" -> "/b" => Split;
+        move_of_deleted_file_splits: Delete "/a", Move "/a" -> "/b" => Split;
+        move_onto_pending_file_splits: Modify "/b", Move "/a" -> "/b" => Split;
+        move_onto_created_file_splits: Create "/b", Move "/a" -> "/b" => Split;
+        move_out_of_pending_dir_splits: Create "/d/", Move "/d/f" -> "/e/f" => Split;
+        move_into_pending_dir_splits: Create "/d/", Move "/x" -> "/d/x" => Split;
+        move_of_dir_with_pending_file_splits: Modify "/d/f", Move "/d/" -> "/e/" => Split;
+        move_onto_dir_with_pending_file_splits: Modify "/e/f", Move "/d/" -> "/e/" => Split;
+        move_of_pending_dir_splits: Attrib "/d/", Move "/d/" -> "/e/" => Split;
+        move_unrelated_to_pending_independent: Modify "/c", Move "/a" -> "/b" => Nil;
+        move_next_to_pending_dir_independent: Create "/d/", Move "/dx" -> "/e" => Nil;
+        // 6. Both Moves.
+        move_of_move_origin_splits: Move "/a" -> "/b", Move "/a" -> "/c" => Split;
+        move_onto_move_origin_splits: Move "/a" -> "/b", Move "/c" -> "/a" => Split;
+        move_of_move_destination_splits: Move "/a" -> "/b", Move "/b" -> "/c" => Split;
+        moves_onto_same_file_independent: Move "/a" -> "/c", Move "/b" -> "/c" => Nil;
+        moves_onto_same_dir_split: Move "/a/" -> "/c/", Move "/b/" -> "/c/" => Split;
+        move_inside_moved_dir_origin_splits: Move "/a/" -> "/b/", Move "/a/f" -> "/x" => Split;
+        move_into_moved_dir_destination_splits: Move "/a/" -> "/b/", Move "/x" -> "/b/f" => Split;
+        move_of_dir_holding_move_destination_splits: Move "/x" -> "/d/f", Move "/d/" -> "/e/" => Split;
+        move_onto_dir_holding_move_origin_splits: Move "/d/f" -> "/x", Move "/y/" -> "/d/" => Split;
+        move_of_dir_holding_move_origin_splits: Move "/d/f" -> "/x", Move "/d/" -> "/y/" => Split;
+        move_out_of_moved_dir_destination_splits: Move "/a/" -> "/b/", Move "/b/f" -> "/x" => Split;
+        unrelated_moves_independent: Move "/a" -> "/b", Move "/c" -> "/d" => Nil;
+        swapped_moves_split: Move "/a" -> "/b", Move "/b" -> "/a" => Split;
+    }
+
+    #[test]
+    fn kinds_and_statuses_round_trip_lua_strings() {
+        for k in [Attrib, Modify, Create, Delete, Move, Init, Blanket, Full] {
+            assert_eq!(DelayKind::from_lua_str(k.as_lua_str().as_bytes()), Some(k));
+        }
+        assert_eq!(DelayKind::from_lua_str(b"modify"), None);
+        assert_eq!(DelayKind::from_lua_str(b""), None);
+        assert_eq!(Status::Wait.as_str(), "wait");
+        assert_eq!(Status::Active.as_str(), "active");
+        assert_eq!(Status::Block.as_str(), "block");
+    }
+
+    #[test]
+    fn parent_walk_visits_every_directory_prefix() {
+        let chain = |p: &'static str| {
+            let mut out = Vec::new();
+            let mut at = p.as_bytes();
+            while let Some(parent) = parent_of(at) {
+                out.push(std::str::from_utf8(parent).unwrap());
+                at = parent;
+            }
+            out
+        };
+        assert_eq!(chain("/a/b/f"), ["/a/b/", "/a/", "/"]);
+        assert_eq!(chain("/a/b/"), ["/a/", "/"]);
+        assert_eq!(chain("/a//f"), ["/a//", "/a/", "/"]);
+        assert_eq!(chain("/"), Vec::<&str>::new());
+        assert_eq!(chain(""), Vec::<&str>::new());
+    }
+
+    /// Test driver: pushes by string and describes the queue as `KIND PATH[->PATH2] status
+    /// [<BLOCKER-INDEX]` lines, blockers named by their queue index.
+    struct Q {
+        list: DelayList,
+    }
+
+    impl Q {
+        fn new() -> Self {
+            Q {
+                list: DelayList::new(),
+            }
+        }
+
+        fn push(&mut self, kind: DelayKind, path: &str) -> Pushed {
+            self.push_at(kind, path, None)
+        }
+
+        fn push_at(&mut self, kind: DelayKind, path: &str, alarm: Option<Instant>) -> Pushed {
+            let r = self.list.push(kind, b(path), None, alarm);
+            self.list.check_invariants();
+            r
+        }
+
+        fn mv(&mut self, from: &str, to: &str) -> Pushed {
+            let r = self.list.push(Move, b(from), Some(b(to)), None);
+            self.list.check_invariants();
+            r
+        }
+
+        fn id(&self, index: usize) -> DelayId {
+            self.list.iter().nth(index).expect("index in queue").0
+        }
+
+        fn describe(&self) -> Vec<String> {
+            let ids: Vec<DelayId> = self.list.iter().map(|(id, _)| id).collect();
+            self.list
+                .iter()
+                .map(|(id, d)| {
+                    let mut s = format!(
+                        "{} {}",
+                        d.kind.as_lua_str(),
+                        String::from_utf8_lossy(&d.path)
+                    );
+                    if let Some(p2) = &d.path2 {
+                        s += &format!("->{}", String::from_utf8_lossy(p2));
+                    }
+                    s += &format!(" {}", d.status.as_str());
+                    if let Some(bl) = self.list.blocked_by(id) {
+                        let at = ids.iter().position(|&x| x == bl).expect("blocker queued");
+                        s += &format!(" <{at}");
+                    }
+                    s
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn written_file_yields_separate_create_and_modify() {
+        let mut q = Q::new();
+        assert!(matches!(q.push(Create, "/a/new.txt"), Pushed::Appended(_)));
+        assert!(matches!(q.push(Modify, "/a/new.txt"), Pushed::Appended(_)));
+        assert_eq!(
+            q.describe(),
+            ["Create /a/new.txt wait", "Modify /a/new.txt wait"]
+        );
+    }
+
+    #[test]
+    fn new_dir_then_file_inside_stack_on_the_dir() {
+        let mut q = Q::new();
+        q.push(Create, "/newdir/");
+        let dir = q.id(0);
+        assert!(matches!(q.push(Create, "/newdir/z"), Pushed::Stacked { on, .. } if on == dir));
+        assert!(matches!(q.push(Modify, "/newdir/z"), Pushed::Stacked { on, .. } if on == dir));
+        assert_eq!(
+            q.describe(),
+            [
+                "Create /newdir/ wait",
+                "Create /newdir/z block <0",
+                "Modify /newdir/z block <0"
+            ]
+        );
+    }
+
+    #[test]
+    fn split_move_yields_independent_delete_and_create() {
+        let mut q = Q::new();
+        q.push(Delete, "/top");
+        q.push(Create, "/top2");
+        assert_eq!(q.describe(), ["Delete /top wait", "Create /top2 wait"]);
+    }
+
+    #[test]
+    fn moved_in_tree_stacks_on_nearest_pending_dir() {
+        let mut q = Q::new();
+        q.push(Create, "/od/");
+        q.push(Create, "/od/sub/");
+        q.push(Create, "/od/sub/f");
+        assert_eq!(
+            q.describe(),
+            [
+                "Create /od/ wait",
+                "Create /od/sub/ block <0",
+                "Create /od/sub/f block <1"
+            ]
+        );
+    }
+
+    #[test]
+    fn dir_moved_out_is_a_delete() {
+        let mut q = Q::new();
+        q.push(Delete, "/d/");
+        assert_eq!(q.describe(), ["Delete /d/ wait"]);
+    }
+
+    #[test]
+    fn write_to_move_destination_waits_for_the_move() {
+        let mut q = Q::new();
+        assert!(matches!(q.mv("/a", "/b"), Pushed::Appended(_)));
+        let mv = q.id(0);
+        assert!(matches!(q.push(Modify, "/b"), Pushed::Stacked { on, .. } if on == mv));
+        assert_eq!(q.describe(), ["Move /a->/b wait", "Modify /b block <0"]);
+    }
+
+    #[test]
+    fn removing_move_destination_turns_move_into_delete() {
+        let mut q = Q::new();
+        q.mv("/c", "/d");
+        let mv = q.id(0);
+        let r = q.push(Delete, "/d");
+        let Pushed::ToDeleteStacked {
+            id,
+            delete,
+            on_move,
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(on_move, mv);
+        assert!(!q.list.contains(mv));
+        assert_eq!(q.list.blocked_by(id), Some(delete));
+        assert_eq!(q.describe(), ["Delete /c wait", "Delete /d block <0"]);
+    }
+
+    #[test]
+    fn move_touching_pending_file_is_split() {
+        let mut q = Q::new();
+        q.push(Modify, "/a");
+        assert_eq!(q.mv("/a", "/b"), Pushed::Split);
+        assert_eq!(q.describe(), ["Modify /a wait"]);
+    }
+
+    #[test]
+    fn delete_then_create_of_file_takes_the_same_slot() {
+        let mut q = Q::new();
+        q.push(Modify, "/x");
+        q.push(Delete, "/f");
+        q.push(Modify, "/y");
+        let del = q.id(1);
+        let r = q.push(Create, "/f");
+        assert!(matches!(r, Pushed::Replaced { old, .. } if old == del));
+        assert_eq!(
+            q.describe(),
+            ["Modify /x wait", "Create /f wait", "Modify /y wait"]
+        );
+    }
+
+    #[test]
+    fn replace_of_active_delete_stacks_instead() {
+        let mut q = Q::new();
+        q.push(Delete, "/f");
+        let del = q.id(0);
+        q.list.set_active(del);
+        assert!(matches!(q.push(Create, "/f"), Pushed::Stacked { on, .. } if on == del));
+        assert_eq!(q.describe(), ["Delete /f active", "Create /f block <0"]);
+    }
+
+    #[test]
+    fn to_delete_of_active_move_stacks_instead() {
+        let mut q = Q::new();
+        q.mv("/c", "/d");
+        let mv = q.id(0);
+        q.list.set_active(mv);
+        assert!(matches!(q.push(Delete, "/d"), Pushed::Stacked { on, .. } if on == mv));
+        assert_eq!(q.describe(), ["Move /c->/d active", "Delete /d block <0"]);
+    }
+
+    #[test]
+    fn replace_hands_blocked_delays_to_the_replacement() {
+        // A Full entering the generic path stacks on the last delay without combining, and a
+        // Full never answers combine, so the Delete is the replace candidate.
+        let mut q = Q::new();
+        q.push(Delete, "/f");
+        q.push(Full, "/");
+        assert_eq!(q.describe(), ["Delete /f wait", "Full / block <0"]);
+        let r = q.push(Create, "/f");
+        let Pushed::Replaced { id, .. } = r else {
+            panic!("{r:?}")
+        };
+        let full = q.id(1);
+        assert_eq!(q.list.blocked_by(full), Some(id));
+        assert_eq!(q.describe(), ["Create /f wait", "Full / block <0"]);
+        q.list.remove(id);
+        assert_eq!(q.describe(), ["Full / wait"]);
+    }
+
+    #[test]
+    fn to_delete_hands_blocked_delays_to_the_new_delete() {
+        let mut q = Q::new();
+        q.mv("/c", "/d");
+        q.push(Modify, "/d");
+        assert_eq!(q.describe(), ["Move /c->/d wait", "Modify /d block <0"]);
+        let Pushed::ToDeleteStacked { delete, .. } = q.push(Delete, "/d") else {
+            panic!()
+        };
+        assert_eq!(
+            q.describe(),
+            ["Delete /c wait", "Modify /d block <0", "Delete /d block <0"]
+        );
+        q.list.remove(delete);
+        q.list.check_invariants();
+        assert_eq!(q.describe(), ["Modify /d wait", "Delete /d wait"]);
+    }
+
+    #[test]
+    fn replacement_keeps_the_blocker_of_the_replaced_delay() {
+        let mut q = Q::new();
+        q.list.push_unblocked(Init, b(""), None);
+        q.push(Delete, "/f");
+        assert_eq!(q.describe(), ["Init  wait", "Delete /f block <0"]);
+        q.push(Create, "/f");
+        assert_eq!(q.describe(), ["Init  wait", "Create /f block <0"]);
+        let init = q.id(0);
+        q.list.remove(init);
+        assert_eq!(q.describe(), ["Create /f wait"]);
+    }
+
+    #[test]
+    fn remove_unblocks_and_keeps_alarms() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(5);
+        let mut q = Q::new();
+        q.push_at(Create, "/d/", Some(t0));
+        q.push_at(Create, "/d/f", Some(t1));
+        q.push_at(Create, "/d/g/", Some(t1));
+        q.push_at(Modify, "/d/g/h", Some(t1));
+        assert_eq!(q.list.wait_count(), 1);
+        assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t0)));
+        let dir = q.id(0);
+        let removed = q.list.remove(dir).expect("queued");
+        assert_eq!(&*removed.path, b"/d/");
+        q.list.check_invariants();
+        assert_eq!(
+            q.describe(),
+            [
+                "Create /d/f wait",
+                "Create /d/g/ wait",
+                "Modify /d/g/h block <1"
+            ]
+        );
+        assert!(q.list.iter().all(|(_, d)| d.alarm == Some(t1)));
+        assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t1)));
+        assert!(q.list.remove(dir).is_none());
+    }
+
+    #[test]
+    fn removing_a_blocked_delay_leaves_its_blocker_alone() {
+        let mut q = Q::new();
+        q.push(Create, "/d/");
+        q.push(Create, "/d/f");
+        q.push(Create, "/d/g");
+        let f = q.id(1);
+        q.list.remove(f);
+        q.list.check_invariants();
+        assert_eq!(q.describe(), ["Create /d/ wait", "Create /d/g block <0"]);
+        let d = q.id(0);
+        q.list.remove(d);
+        assert_eq!(q.describe(), ["Create /d/g wait"]);
+    }
+
+    #[test]
+    fn active_blocked_delay_stays_active_when_blocker_finishes() {
+        let mut q = Q::new();
+        q.push(Create, "/d/");
+        q.push(Create, "/d/f");
+        let (d, f) = (q.id(0), q.id(1));
+        q.list.set_active(d);
+        q.list.set_active(f);
+        q.list.remove(d);
+        q.list.check_invariants();
+        assert_eq!(q.describe(), ["Create /d/f active"]);
+    }
+
+    #[test]
+    fn again_puts_delays_back_in_place() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        let mut q = Q::new();
+        q.push(Create, "/d/");
+        q.push(Create, "/d/f");
+        q.push(Modify, "/x");
+        let (d, f) = (q.id(0), q.id(1));
+        q.list.set_active(d);
+        q.list.set_active(f);
+        assert!(q.list.set_wait(d, Some(later)));
+        assert!(q.list.set_wait(f, Some(later)));
+        q.list.check_invariants();
+        assert_eq!(
+            q.describe(),
+            ["Create /d/ wait", "Create /d/f block <0", "Modify /x wait"]
+        );
+        assert_eq!(q.list.get(d).and_then(|x| x.alarm), Some(later));
+        assert_eq!(q.list.earliest_wait_alarm(), Some(None));
+        assert!(!q.list.set_wait(DelayId(0), None));
+        assert!(!q.list.set_active(DelayId(0)));
+    }
+
+    #[test]
+    fn select_excludes_active_delays_and_their_dependants_transitively() {
+        let mut q = Q::new();
+        q.push(Create, "/d/"); // 0, made active
+        q.push(Create, "/d/e/"); // 1, blocked by 0
+        q.push(Create, "/d/e/f"); // 2, blocked by 1
+        q.push(Modify, "/x"); // 3
+        q.push(Create, "/y/"); // 4
+        q.push(Modify, "/y/z"); // 5, blocked by 4
+        q.list.set_active(q.id(0));
+        let mut seen = 0;
+        let got = q.list.select(|_, _| {
+            seen += 1;
+            Select::Include
+        });
+        assert_eq!(seen, 6, "test is called for every delay");
+        assert_eq!(got, [q.id(3), q.id(4), q.id(5)]);
+    }
+
+    #[test]
+    fn select_exclude_takes_dependants_along() {
+        let mut q = Q::new();
+        q.push(Create, "/y/");
+        q.push(Modify, "/y/z");
+        q.push(Modify, "/x");
+        let got = q.list.select(|_, d| {
+            if &*d.path == b"/y/" {
+                Select::Exclude
+            } else {
+                Select::Include
+            }
+        });
+        assert_eq!(got, [q.id(2)]);
+    }
+
+    #[test]
+    fn select_break_stops_the_walk_and_ignores_alarms() {
+        let t0 = Instant::now();
+        let mut q = Q::new();
+        q.push_at(Modify, "/a", Some(t0 + Duration::from_secs(100)));
+        q.push(Create, "/b/");
+        q.push(Modify, "/b/c");
+        q.mv("/m", "/n");
+        q.push(Modify, "/z");
+        let got = q.list.select(|_, d| {
+            if d.kind == Move {
+                Select::Break
+            } else {
+                Select::Include
+            }
+        });
+        assert_eq!(got, [q.id(0), q.id(1), q.id(2)]);
+    }
+
+    #[test]
+    fn next_wait_stops_at_a_future_alarm_unless_max_delays_reached() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut q = Q::new();
+        q.push_at(Create, "/d/", Some(t0));
+        q.push_at(Modify, "/a", Some(t0 + 10 * s));
+        q.push_at(Modify, "/b", Some(t0));
+        let (d, a, bb) = (q.id(0), q.id(1), q.id(2));
+        assert_eq!(q.list.next_wait(t0, 1000), Some(d));
+        q.list.set_active(d);
+        // The active /d/ is due, /a is not: the scan stops there although /b is due.
+        assert_eq!(q.list.next_wait(t0, 1000), None);
+        assert_eq!(q.list.next_wait(t0 + 10 * s, 1000), Some(a));
+        assert_eq!(q.list.next_wait(t0, 3), Some(a));
+        q.list.set_active(a);
+        assert_eq!(q.list.next_wait(t0, 3), Some(bb));
+        assert_eq!(q.list.next_wait(t0, 1000), None);
+        // A future alarm on an active delay in front stops it as well.
+        q.list.set_wait(d, Some(t0 + 20 * s));
+        q.list.set_active(d);
+        assert_eq!(q.list.next_wait(t0 + 10 * s, 1000), None);
+        assert_eq!(q.list.next_wait(t0 + 20 * s, 1000), Some(bb));
+    }
+
+    #[test]
+    fn next_wait_skips_blocked_and_active_delays() {
+        let t0 = Instant::now();
+        let mut q = Q::new();
+        q.push_at(Create, "/d/", Some(t0));
+        q.push_at(Create, "/d/f", Some(t0));
+        q.push_at(Modify, "/x", Some(t0));
+        q.list.set_active(q.id(0));
+        assert_eq!(q.list.next_wait(t0, 1000), Some(q.id(2)));
+        q.list.set_active(q.id(2));
+        assert_eq!(q.list.next_wait(t0, 1000), None);
+    }
+
+    #[test]
+    fn due_looks_at_the_first_delay_only() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut q = Q::new();
+        assert!(!q.list.due(t0, 0));
+        q.push_at(Modify, "/a", Some(t0 + s));
+        q.push_at(Modify, "/b", None);
+        assert!(!q.list.due(t0, 1000));
+        assert!(q.list.due(t0 + s, 1000));
+        assert!(q.list.due(t0, 2));
+        let a = q.id(0);
+        q.list.remove(a);
+        assert!(q.list.due(t0, 1000));
+    }
+
+    #[test]
+    fn earliest_wait_alarm_follows_wait_delays_only() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut q = Q::new();
+        assert_eq!(q.list.earliest_wait_alarm(), None);
+        q.push_at(Modify, "/a", Some(t0 + 3 * s));
+        q.push_at(Modify, "/b", Some(t0 + 2 * s));
+        q.push_at(Create, "/b/", Some(t0 + s)); // unrelated to the file /b
+        q.push_at(Modify, "/b/c", Some(t0)); // blocked: not counted
+        assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t0 + s)));
+        assert_eq!(q.list.wait_count(), 3);
+        let full = q.list.push_unblocked(Full, b("/"), None);
+        assert_eq!(q.list.earliest_wait_alarm(), Some(None));
+        q.list.set_active(full);
+        assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t0 + s)));
+        q.list.set_active(q.id(2));
+        assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t0 + 2 * s)));
+        q.list.remove(q.id(1));
+        q.list.remove(q.id(0));
+        assert_eq!(q.list.earliest_wait_alarm(), None);
+        assert_eq!(q.list.wait_count(), 0);
+        q.list.check_invariants();
+    }
+
+    #[test]
+    fn init_and_blanket_block_everything_after_them() {
+        let mut q = Q::new();
+        let init = q.list.push_unblocked(Init, b(""), None);
+        q.push(Modify, "/a");
+        q.push(Create, "/b/");
+        q.push(Create, "/b/c");
+        let blanket = q.list.push_unblocked(Blanket, b(""), None);
+        q.push(Modify, "/z");
+        let full = q.list.push_unblocked(Full, b("/"), None);
+        q.push(Modify, "/y");
+        assert_eq!(
+            q.describe(),
+            [
+                "Init  wait",
+                "Modify /a block <0",
+                "Create /b/ block <0",
+                "Create /b/c block <2",
+                "Blanket  wait",
+                "Modify /z block <4",
+                "Full / wait",
+                "Modify /y block <4"
+            ]
+        );
+        q.list.remove(init);
+        q.list.remove(blanket);
+        q.list.remove(full);
+        q.list.check_invariants();
+        assert_eq!(q.list.wait_count(), 4);
+    }
+
+    #[test]
+    fn synthetic_kinds_through_push_stack_on_the_last_delay() {
+        let mut q = Q::new();
+        assert!(matches!(q.push(Blanket, ""), Pushed::Appended(_)));
+        q.push(Modify, "/a");
+        let last = q.id(1);
+        assert!(matches!(q.push(Init, ""), Pushed::Stacked { on, .. } if on == last));
+        assert_eq!(
+            q.describe(),
+            ["Blanket  wait", "Modify /a block <0", "Init  block <1"]
+        );
+    }
+
+    #[test]
+    fn middle_removal_keeps_handles_order_and_cursor() {
+        let mut q = Q::new();
+        for p in ["/a", "/b", "/c", "/d", "/e"] {
+            q.push(Modify, p);
+        }
+        let ids: Vec<DelayId> = q.list.iter().map(|(id, _)| id).collect();
+        let (pos_b, id_b) = q
+            .list
+            .next_after(q.list.first().expect("queued").0)
+            .expect("b");
+        assert_eq!(id_b, ids[1]);
+        q.list.remove(ids[2]);
+        q.list.remove(ids[1]); // the cursor's own delay
+        let (_, next) = q.list.next_after(pos_b).expect("d");
+        assert_eq!(next, ids[3]);
+        for &id in [ids[0], ids[3], ids[4]].iter() {
+            assert!(q.list.contains(id));
+            assert_eq!(q.list.get(id).expect("queued").id(), id);
+        }
+        assert!(!q.list.contains(ids[2]));
+        assert_eq!(
+            q.describe(),
+            ["Modify /a wait", "Modify /d wait", "Modify /e wait"]
+        );
+        assert_eq!(q.list.pos_of(ids[3]).map(|p| p > pos_b), Some(true));
+        q.push(Modify, "/f");
+        assert_eq!(q.list.len(), 4);
+    }
+
+    #[test]
+    fn replacement_keeps_the_queue_position() {
+        let mut q = Q::new();
+        q.push(Delete, "/f");
+        q.push(Modify, "/g");
+        let pos = q.list.pos_of(q.id(0));
+        let Pushed::Replaced { id, .. } = q.push(Create, "/f") else {
+            panic!()
+        };
+        assert_eq!(q.list.pos_of(id), pos);
+        assert_eq!(q.list.first().map(|(_, i)| i), Some(id));
+    }
+
+    // ---- equivalence with a naive upstream-style scan ----
+
+    #[derive(Clone, Debug)]
+    struct RefDelay {
+        id: DelayId,
+        kind: DelayKind,
+        path: Vec<u8>,
+        path2: Option<Vec<u8>>,
+        alarm: Option<Instant>,
+        status: Status,
+        blocked_by: Option<DelayId>,
+    }
+
+    /// Upstream's algorithm on a plain Vec (with this module's documented fixes: blockers are
+    /// handed over on replace, the replacement keeps the old delay's blocker, active delays stay
+    /// active when unblocked, `set_wait` of a blocked delay gives `block`).
+    #[derive(Default)]
+    struct RefList {
+        v: Vec<RefDelay>,
+        next: u64,
+    }
+
+    impl RefList {
+        fn fresh(&mut self) -> DelayId {
+            self.next += 1;
+            DelayId(self.next)
+        }
+
+        fn make(
+            &mut self,
+            kind: DelayKind,
+            path: Vec<u8>,
+            path2: Option<Vec<u8>>,
+            alarm: Option<Instant>,
+            blocked_by: Option<DelayId>,
+        ) -> RefDelay {
+            let status = if blocked_by.is_some() {
+                Status::Block
+            } else {
+                Status::Wait
+            };
+            RefDelay {
+                id: self.fresh(),
+                kind,
+                path,
+                path2,
+                alarm,
+                status,
+                blocked_by,
+            }
+        }
+
+        fn append(
+            &mut self,
+            kind: DelayKind,
+            path: Vec<u8>,
+            path2: Option<Vec<u8>>,
+            alarm: Option<Instant>,
+            blocked_by: Option<DelayId>,
+        ) -> DelayId {
+            let d = self.make(kind, path, path2, alarm, blocked_by);
+            let id = d.id;
+            self.v.push(d);
+            id
+        }
+
+        fn substitute(&mut self, i: usize, mut d: RefDelay) -> DelayId {
+            let old = self.v[i].id;
+            d.blocked_by = self.v[i].blocked_by;
+            d.status = if d.blocked_by.is_some() {
+                Status::Block
+            } else {
+                Status::Wait
+            };
+            let id = d.id;
+            for x in &mut self.v {
+                if x.blocked_by == Some(old) {
+                    x.blocked_by = Some(id);
+                }
+            }
+            self.v[i] = d;
+            id
+        }
+
+        fn push(
+            &mut self,
+            kind: DelayKind,
+            path: Vec<u8>,
+            path2: Option<Vec<u8>>,
+            alarm: Option<Instant>,
+        ) -> Pushed {
+            let path2 = if kind == Move { path2 } else { None };
+            if kind.is_synthetic() {
+                let on = self.v.last().map(|d| d.id);
+                let id = self.append(kind, path, path2, alarm, on);
+                return match on {
+                    Some(on) => Pushed::Stacked { id, on },
+                    None => Pushed::Appended(id),
+                };
+            }
+            let np2 = path2.clone().unwrap_or_default();
+            for i in (0..self.v.len()).rev() {
+                let od = &self.v[i];
+                let op2 = od.path2.clone().unwrap_or_default();
+                let Some(c) = combine_parts(od.kind, &od.path, &op2, kind, &path, &np2) else {
+                    continue;
+                };
+                let (oid, active) = (od.id, od.status == Status::Active);
+                return match c {
+                    Combine::Stack => Pushed::Stacked {
+                        id: self.append(kind, path, path2, alarm, Some(oid)),
+                        on: oid,
+                    },
+                    Combine::Replace | Combine::ToDeleteStack if active => Pushed::Stacked {
+                        id: self.append(kind, path, path2, alarm, Some(oid)),
+                        on: oid,
+                    },
+                    Combine::Replace => {
+                        let d = self.make(kind, path, path2, alarm, None);
+                        let id = self.substitute(i, d);
+                        Pushed::Replaced { id, old: oid }
+                    }
+                    Combine::ToDeleteStack => {
+                        let (opath, oalarm) = (self.v[i].path.clone(), self.v[i].alarm);
+                        let d = self.make(Delete, opath, None, oalarm, None);
+                        let delete = self.substitute(i, d);
+                        let id = self.append(kind, path, path2, alarm, Some(delete));
+                        Pushed::ToDeleteStacked {
+                            id,
+                            delete,
+                            on_move: oid,
+                        }
+                    }
+                    Combine::Split => Pushed::Split,
+                    Combine::Absorb => Pushed::Absorbed,
+                };
+            }
+            Pushed::Appended(self.append(kind, path, path2, alarm, None))
+        }
+
+        fn remove(&mut self, id: DelayId) {
+            let i = self.v.iter().position(|d| d.id == id).expect("ref has it");
+            self.v.remove(i);
+            for x in &mut self.v {
+                if x.blocked_by == Some(id) {
+                    x.blocked_by = None;
+                    if x.status == Status::Block {
+                        x.status = Status::Wait;
+                    }
+                }
+            }
+        }
+
+        fn get_mut(&mut self, id: DelayId) -> &mut RefDelay {
+            self.v.iter_mut().find(|d| d.id == id).expect("ref has it")
+        }
+
+        fn next_wait(&self, now: Instant, max: usize) -> Option<DelayId> {
+            for d in &self.v {
+                if self.v.len() < max && d.alarm.is_some_and(|t| t > now) {
+                    return None;
+                }
+                if d.status == Status::Wait {
+                    return Some(d.id);
+                }
+            }
+            None
+        }
+
+        fn select(&self, mut test: impl FnMut(&RefDelay) -> Select) -> Vec<DelayId> {
+            // getBlocks-style recursive marking through the blocks relation.
+            let mut excluded: Vec<DelayId> = Vec::new();
+            let mut out = Vec::new();
+            for d in &self.v {
+                let t = test(d);
+                if t == Select::Break {
+                    break;
+                }
+                if d.status == Status::Active || t == Select::Exclude {
+                    let mut stack = vec![d.id];
+                    while let Some(x) = stack.pop() {
+                        excluded.push(x);
+                        stack.extend(
+                            self.v
+                                .iter()
+                                .filter(|y| y.blocked_by == Some(x))
+                                .map(|y| y.id),
+                        );
+                    }
+                } else if !excluded.contains(&d.id) {
+                    out.push(d.id);
+                }
+            }
+            out
+        }
+
+        fn earliest_wait_alarm(&self) -> Option<Option<Instant>> {
+            let waits = self.v.iter().filter(|d| d.status == Status::Wait);
+            let mut best: Option<Option<Instant>> = None;
+            for d in waits {
+                best = Some(match (best, d.alarm) {
+                    (None, a) => a,
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(x)), Some(y)) => Some(x.min(y)),
+                });
+            }
+            best
+        }
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// Real ids ↔ reference ids, and how often each push outcome was seen.
+    #[derive(Default)]
+    struct IdMap(HashMap<DelayId, DelayId>, [usize; 6]);
+
+    impl IdMap {
+        fn same(&self, real: DelayId, reference: DelayId) {
+            assert_eq!(self.0.get(&real), Some(&reference), "ids correspond");
+        }
+
+        fn learn(&mut self, real: Pushed, reference: Pushed) {
+            self.1[match real {
+                Pushed::Appended(_) => 0,
+                Pushed::Stacked { .. } => 1,
+                Pushed::Replaced { .. } => 2,
+                Pushed::ToDeleteStacked { .. } => 3,
+                Pushed::Split => 4,
+                Pushed::Absorbed => 5,
+            }] += 1;
+            match (real, reference) {
+                (Pushed::Appended(a), Pushed::Appended(b)) => {
+                    self.0.insert(a, b);
+                }
+                (Pushed::Stacked { id: a, on: x }, Pushed::Stacked { id: b, on: y })
+                | (Pushed::Replaced { id: a, old: x }, Pushed::Replaced { id: b, old: y }) => {
+                    self.same(x, y);
+                    self.0.insert(a, b);
+                }
+                (
+                    Pushed::ToDeleteStacked {
+                        id: a,
+                        delete: d1,
+                        on_move: m1,
+                    },
+                    Pushed::ToDeleteStacked {
+                        id: b,
+                        delete: d2,
+                        on_move: m2,
+                    },
+                ) => {
+                    self.same(m1, m2);
+                    self.0.insert(a, b);
+                    self.0.insert(d1, d2);
+                }
+                (Pushed::Split, Pushed::Split) | (Pushed::Absorbed, Pushed::Absorbed) => {}
+                (a, b) => panic!("outcomes differ: indexed {a:?}, naive {b:?}"),
+            }
+        }
+    }
+
+    fn assert_same_state(list: &DelayList, reference: &RefList, ids: &IdMap) {
+        list.check_invariants();
+        assert_eq!(list.len(), reference.v.len(), "queue length");
+        for ((id, d), r) in list.iter().zip(&reference.v) {
+            ids.same(id, r.id);
+            assert_eq!(d.kind, r.kind);
+            assert_eq!(&*d.path, &r.path[..]);
+            assert_eq!(d.path2.as_deref(), r.path2.as_deref());
+            assert_eq!(d.alarm, r.alarm);
+            assert_eq!(d.status, r.status, "status of {d:?}");
+            match (list.blocked_by(id), r.blocked_by) {
+                (Some(x), Some(y)) => ids.same(x, y),
+                (None, None) => {}
+                (x, y) => panic!("blockers differ: {x:?} vs {y:?} for {d:?}"),
+            }
+        }
+        assert_eq!(list.earliest_wait_alarm(), reference.earliest_wait_alarm());
+        let waits = reference
+            .v
+            .iter()
+            .filter(|d| d.status == Status::Wait)
+            .count();
+        assert_eq!(list.wait_count(), waits);
+    }
+
+    // The root "/" is drawn rarely: an event on it stacks on everything and hides the rest.
+    const DIRS: [&str; 6] = ["/a/", "/a/b/", "/a/b/c/", "/d/", "/ab/", "/d/a/"];
+    const FILES: [&str; 8] = [
+        "/a/f", "/a/b/g", "/a/b/c/h", "/d/i", "/ab", "/x", "/a/b", "/d/a/j",
+    ];
+
+    fn random_path(rng: &mut Rng, dir: bool) -> &'static str {
+        if !dir {
+            FILES[rng.below(FILES.len())]
+        } else if rng.below(25) == 0 {
+            "/"
+        } else {
+            DIRS[rng.below(DIRS.len())]
+        }
+    }
+
+    /// Returns how often each outcome occurred: appended, stacked, replaced, to-delete, split,
+    /// absorbed.
+    fn run_equivalence(seed: u64, steps: usize, cap: usize) -> [usize; 6] {
+        let t0 = Instant::now();
+        let mut rng = Rng(seed);
+        let mut list = DelayList::new();
+        let mut reference = RefList::default();
+        let mut ids = IdMap::default();
+        for step in 0..steps {
+            let alarm = match rng.below(5) {
+                0 => None,
+                n => Some(t0 + Duration::from_millis((step as u64 * 3 + n as u64 * 7) % 200)),
+            };
+            let len = list.len();
+            let roll = rng.below(100);
+            let remove_share = if len > cap { 70 } else { 15 };
+            if roll < remove_share && len > 0 {
+                let real = list.iter().nth(rng.below(len)).expect("in range").0;
+                let r = ids.0[&real];
+                assert!(list.remove(real).is_some());
+                reference.remove(r);
+            } else if roll < remove_share + 8 && len > 0 {
+                let real = list.iter().nth(rng.below(len)).expect("in range").0;
+                let r = ids.0[&real];
+                assert!(list.set_active(real));
+                reference.get_mut(r).status = Status::Active;
+            } else if roll < remove_share + 13 && len > 0 {
+                let real = list.iter().nth(rng.below(len)).expect("in range").0;
+                let r = ids.0[&real];
+                assert!(list.set_wait(real, alarm));
+                let rd = reference.get_mut(r);
+                rd.alarm = alarm;
+                rd.status = if rd.blocked_by.is_some() {
+                    Status::Block
+                } else {
+                    Status::Wait
+                };
+            } else if roll < remove_share + 14 {
+                let kind = [Init, Blanket, Full][rng.below(3)];
+                let path = if kind == Full { "/" } else { "" };
+                if rng.below(2) == 0 {
+                    let a = list.push_unblocked(kind, b(path), alarm);
+                    let bb = reference.append(kind, path.into(), None, alarm, None);
+                    ids.learn(Pushed::Appended(a), Pushed::Appended(bb));
+                } else {
+                    let a = list.push(kind, b(path), None, alarm);
+                    let bb = reference.push(kind, path.into(), None, alarm);
+                    ids.learn(a, bb);
+                }
+            } else {
+                let kind = [Attrib, Modify, Create, Delete, Move, Move][rng.below(6)];
+                let dir = rng.below(3) == 0;
+                let path = random_path(&mut rng, dir);
+                let path2 = (kind == Move).then(|| random_path(&mut rng, dir));
+                let a = list.push(kind, b(path), path2.map(b), alarm);
+                let bb = reference.push(kind, path.into(), path2.map(Vec::from), alarm);
+                let split = a == Pushed::Split;
+                let queued_move = kind == Move && !split;
+                ids.learn(a, bb);
+                let follow = if split {
+                    vec![(Delete, path), (Create, path2.expect("a move"))]
+                } else if queued_move && rng.below(2) == 0 {
+                    // "mv c d; rm d" and friends: touch the destination right away.
+                    vec![(
+                        [Delete, Create, Modify][rng.below(3)],
+                        path2.expect("a move"),
+                    )]
+                } else {
+                    Vec::new()
+                };
+                for (k, p) in follow {
+                    let a = list.push(k, b(p), None, alarm);
+                    let bb = reference.push(k, p.into(), None, alarm);
+                    ids.learn(a, bb);
+                }
+            }
+            assert_same_state(&list, &reference, &ids);
+            if step % 7 == 0 {
+                let now = t0 + Duration::from_millis(rng.below(220) as u64);
+                let max = [3, 20, 1000][rng.below(3)];
+                let got = list.next_wait(now, max);
+                let want = reference.next_wait(now, max);
+                assert_eq!(got.map(|g| ids.0[&g]), want, "next_wait");
+                assert_eq!(
+                    list.due(now, max),
+                    reference.v.first().is_some_and(
+                        |d| reference.v.len() >= max || d.alarm.is_none_or(|t| t <= now)
+                    ),
+                    "due"
+                );
+                let salt = rng.next();
+                let verdict = |path: &[u8], kind: DelayKind| {
+                    let h = path
+                        .iter()
+                        .fold(salt, |h, &c| h.wrapping_mul(31).wrapping_add(u64::from(c)));
+                    match h % 13 {
+                        0 if kind == Move => Select::Break,
+                        1..=3 => Select::Exclude,
+                        _ => Select::Include,
+                    }
+                };
+                let got = list.select(|_, d| verdict(&d.path, d.kind));
+                let want = reference.select(|d| verdict(&d.path, d.kind));
+                let got: Vec<DelayId> = got.iter().map(|g| ids.0[g]).collect();
+                assert_eq!(got, want, "select");
+            }
+        }
+        ids.1
+    }
+
+    fn assert_every_outcome_seen(seen: [usize; 6]) {
+        assert!(seen[..5].iter().all(|&n| n > 0), "outcomes seen: {seen:?}");
+        assert_eq!(seen[5], 0, "absorb is unreachable");
+    }
+
+    #[test]
+    fn indexed_list_matches_naive_scan_small_queue() {
+        for seed in [0x9E37_79B9_7F4A_7C15, 7, 0xDEAD_BEEF] {
+            assert_every_outcome_seen(run_equivalence(seed, 3000, 12));
+        }
+    }
+
+    #[test]
+    fn indexed_list_matches_naive_scan_large_queue() {
+        assert_every_outcome_seen(run_equivalence(0x1234_5678_9ABC_DEF1, 2500, 100));
+    }
+
+    #[test]
+    fn hundred_thousand_file_delays_in_hundred_dirs() {
+        let t0 = Instant::now();
+        let mut list = DelayList::new();
+        for d in 0..100 {
+            list.push(
+                Create,
+                format!("/d{d}/").into_bytes().into(),
+                None,
+                Some(t0),
+            );
+        }
+        for f in 0..1000 {
+            for d in 0..100 {
+                let path = format!("/d{d}/f{f}").into_bytes().into();
+                let r = list.push(Modify, path, None, Some(t0));
+                assert!(matches!(r, Pushed::Stacked { .. }));
+            }
+        }
+        assert_eq!(list.len(), 100_100);
+        // A directory event finds the newest delay below it through the aggregates.
+        let newest_in_d7 = list
+            .iter()
+            .rev()
+            .find(|(_, x)| x.path.starts_with(b"/d7/"))
+            .map(|(id, _)| id);
+        let r = list.push(Delete, b("/d7/"), None, Some(t0));
+        assert!(matches!(r, Pushed::Stacked { on, .. } if Some(on) == newest_in_d7));
+        assert_eq!(list.wait_count(), 100);
+        list.check_invariants();
+        while let Some((_, id)) = list.first() {
+            list.remove(id);
+        }
+        assert!(list.is_empty());
+        assert!(list.tree.nodes.is_empty());
+        assert_eq!(list.wait_count(), 0);
+    }
+}

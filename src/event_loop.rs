@@ -1,0 +1,459 @@
+//! The main loop: one `mio::Poll` over the inotify fd, the signal self-pipe and the stdin pipes
+//! of children; the only module that knows the order of steps (SPEC §13.1).
+//!
+//! One pass:
+//! 1. timeout = the earliest alarm of any sync (SPEC §4.6), of user `alarm()`s and of the status
+//!    file; none while fading or when nothing is pending;
+//! 2. `poll`; `Interrupted` starts the next pass (mio hands EINTR back);
+//! 3. dispatch by token: `SIGNALS` (the pipe is emptied first, then acted on), `INOTIFY` (read to
+//!    `WouldBlock`, events into the syncs' delay lists), child stdin pipes (fed until
+//!    `WouldBlock`); an unknown token is skipped;
+//! 4. reap every exited child and hand it to its sync's `collect`;
+//! 5. HUP or an inotify overflow → fade, then restart; TERM/INT → fade, then exit 128+signal;
+//! 6. cycle: invoke actions of all syncs round-robin, user alarms, onepass.
+//!
+//! Only `poll` blocks: no blocking pipe writes, no waiting on a child, no `sleep`.
+//!
+//! A run is one Lua state, one inotify instance and one set of syncs; a HUP or overflow ends the
+//! run and [`run`] starts a new one (SPEC §13.5), keeping the process, the signal pipe and the
+//! daemon status.
+
+use std::cell::RefCell;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::cli::Cli;
+use crate::config::Settings;
+use crate::daemon;
+use crate::delay::DelayKind;
+use crate::log;
+use crate::lua_rt::Runtime;
+use crate::signals::Signals;
+use crate::spawn::{self, Spawner};
+use crate::status;
+use crate::sync::{Core, Fatal};
+use crate::sys;
+use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
+
+const INOTIFY: Token = Token(0);
+const SIGNALS: Token = Token(1);
+
+/// How a run ended.
+enum RunEnd {
+    Exit(i32),
+    Restart,
+}
+
+/// State that outlives a run: kept across HUP restarts (SPEC §13.5).
+struct Process {
+    poll: Poll,
+    signals: Signals,
+    origin: Instant,
+    daemonized: bool,
+    pidfile: Option<daemon::Pidfile>,
+    /// A TERM/INT noticed while restarting is not lost.
+    term: Option<i32>,
+}
+
+/// Runs the daemon for a parsed command line; returns the exit code.
+pub(crate) fn run(cli: &Cli) -> i32 {
+    let config_abs = match &cli.config {
+        Some(path) => match sys::realpath(path.as_bytes()) {
+            Ok(p) => Some(OsString::from_vec(p)),
+            Err(_) => {
+                log::error(format!("Cannot find config file at '{}'.", path.to_string_lossy()));
+                return 255;
+            }
+        },
+        None => None,
+    };
+    let poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error(format!("cannot create the poll instance: {e}"));
+            return 255;
+        }
+    };
+    let signals = match Signals::register(poll.registry(), SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(format!("cannot install signal handling: {e}"));
+            return 255;
+        }
+    };
+    let mut process = Process {
+        poll,
+        signals,
+        origin: Instant::now(),
+        daemonized: false,
+        pidfile: None,
+        term: None,
+    };
+    let mut first = true;
+    loop {
+        match run_once(cli, config_abs.as_deref(), &mut process, first) {
+            RunEnd::Exit(code) => return code,
+            RunEnd::Restart => {
+                first = false;
+                log::stop_running();
+            }
+        }
+    }
+}
+
+/// Startup through the end of one run.
+fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first: bool) -> RunEnd {
+    let core = Rc::new(RefCell::new(Core::new(p.origin)));
+    match p.poll.registry().try_clone() {
+        Ok(r) => core.borrow_mut().registry = Some(r),
+        Err(e) => {
+            log::error(format!("cannot clone the poll registry: {e}"));
+            return RunEnd::Exit(255);
+        }
+    }
+    let rt = match Runtime::new(core.clone()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error(format!("{e:#}"));
+            return RunEnd::Exit(255);
+        }
+    };
+    if let Err(e) = rt.set_cli(cli, first) {
+        log::error(e);
+        return RunEnd::Exit(255);
+    }
+    for script in &cli.scripts {
+        if let Err(e) = rt.run_script(script) {
+            log::error(e);
+            return RunEnd::Exit(255);
+        }
+    }
+    if let Some(config) = config {
+        if let Err(e) = rt.run_config(config) {
+            log::error(e);
+            return RunEnd::Exit(255);
+        }
+    }
+    let settings = match rt.initialize(&cli.shortcuts) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error(e);
+            return RunEnd::Exit(255);
+        }
+    };
+    if core.borrow().syncs.is_empty() {
+        log::error("Nothing to watch!");
+        return RunEnd::Exit(255);
+    }
+    if let Some(f) = &settings.logfile {
+        if let Err(e) = log::check_logfile(f) {
+            log::error(e);
+            return RunEnd::Exit(255);
+        }
+    }
+    if cli.configtest {
+        return RunEnd::Exit(0);
+    }
+    // Running phase (SPEC §2.1 step 8i).
+    let daemonize = first && !settings.nodaemon;
+    if daemonize {
+        log::start_running(settings.logfile.clone(), false, &settings.logident, settings.logfacility);
+        log::normal("--- Startup, daemonizing ---");
+        match daemon::daemonize(settings.pidfile.as_deref()) {
+            Ok(pidfile) => {
+                p.daemonized = true;
+                p.pidfile = pidfile;
+            }
+            Err(e) => {
+                log::error(e);
+                return RunEnd::Exit(255);
+            }
+        }
+    } else if first {
+        if let Some(path) = &settings.pidfile {
+            match daemon::Pidfile::write(path) {
+                Ok(pf) => p.pidfile = Some(pf),
+                Err(e) => {
+                    log::error(e);
+                    return RunEnd::Exit(255);
+                }
+            }
+        }
+    }
+    log::start_running(settings.logfile.clone(), p.daemonized, &settings.logident, settings.logfacility);
+    if !daemonize {
+        log::normal(format!("--- Startup --- (implementation {})", env!("CARGO_PKG_VERSION")));
+    }
+    {
+        let mut c = core.borrow_mut();
+        c.max_processes = settings.max_processes;
+        if p.daemonized {
+            c.child_logfile = settings.logfile.clone();
+        }
+    }
+    if let Err(code) = rt.translate() {
+        return RunEnd::Exit(code);
+    }
+    let mode = match InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error(e);
+            return RunEnd::Exit(255);
+        }
+    };
+    let mut watcher = match Watcher::new(mode) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error(format!("Cannot access inotify monitor! ( {} : {} )", e.raw_os_error().unwrap_or(0), e));
+            return RunEnd::Exit(255);
+        }
+    };
+    let ifd = watcher.as_raw_fd();
+    if let Err(e) = p.poll.registry().register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE) {
+        log::error(format!("cannot watch the inotify fd: {e}"));
+        return RunEnd::Exit(255);
+    }
+    let nsyncs = core.borrow().syncs.len();
+    for sid in 0..nsyncs {
+        let source = core.borrow().syncs[sid].source.clone();
+        let added = watcher.add_tree(&source, &mut |dir| core.borrow().concerns(dir));
+        if let Err(e) = added {
+            return RunEnd::Exit(watch_error(e));
+        }
+        if core.borrow().syncs[sid].has_init {
+            core.borrow_mut().push_init(sid);
+        }
+    }
+    let end = main_loop(&rt, &core, &mut watcher, p, &settings);
+    let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
+    match end {
+        RunEnd::Exit(code) => {
+            if code >= 128 {
+                if let Some(pf) = p.pidfile.take() {
+                    pf.remove();
+                }
+            }
+            RunEnd::Exit(code)
+        }
+        RunEnd::Restart => RunEnd::Restart,
+    }
+}
+
+fn watch_error(e: WatchError) -> i32 {
+    match e {
+        WatchError::Limit { .. } => log::error(e.to_string()),
+        WatchError::Io(e) => log::error(format!("Read fail on inotify: {e}")),
+    }
+    255
+}
+
+/// Why the run is fading.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fade {
+    Restart,
+    Exit(i32),
+}
+
+fn main_loop(
+    rt: &Runtime,
+    core: &Rc<RefCell<Core>>,
+    watcher: &mut Watcher,
+    p: &mut Process,
+    settings: &Settings,
+) -> RunEnd {
+    let mut events = Events::with_capacity(256);
+    let mut fs_events = Vec::new();
+    let mut reaped: Vec<(libc::pid_t, i32)> = Vec::new();
+    let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(128 + sig));
+    let mut last_waiting_log: Option<Instant> = None;
+    let mut round_robin = 0usize;
+    let mut status = status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
+    if fade.is_some() {
+        core.borrow_mut().fading = true;
+    }
+    loop {
+        // 1. timeout
+        let now = Instant::now();
+        let timeout = if fade.is_some() {
+            None
+        } else {
+            let mut next: Option<Instant> = None;
+            {
+                let c = core.borrow();
+                if !c.at_global_limit() {
+                    for sid in 0..c.syncs.len() {
+                        if let Some(t) = c.sync_alarm(sid, now) {
+                            next = Some(next.map_or(t, |n| n.min(t)));
+                        }
+                    }
+                }
+            }
+            match rt.alarm_time() {
+                Ok(Some(t)) => next = Some(next.map_or(t, |n| n.min(t))),
+                Ok(None) => {}
+                Err(code) => return RunEnd::Exit(code),
+            }
+            if let Some(t) = status.next_due() {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+            next.map(|t| t.saturating_duration_since(now))
+        };
+        // 2. poll
+        if let Err(e) = p.poll.poll(&mut events, timeout) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::error(format!("poll failed: {e}"));
+            return RunEnd::Exit(255);
+        }
+        // 3. dispatch; signals first, so a pending HUP/TERM drops the inotify burst (SPEC §3.3)
+        let mut inotify_ready = false;
+        for ev in events.iter() {
+            match ev.token() {
+                SIGNALS => {
+                    let pending = p.signals.drain();
+                    if let Some(sig) = pending.term {
+                        if p.term.is_none() {
+                            p.term = Some(sig);
+                        }
+                        let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
+                        log::normal(format!("--- {name} signal, fading ---"));
+                        fade = Some(Fade::Exit(128 + p.term.unwrap_or(sig)));
+                    }
+                    if pending.hup && fade.is_none() {
+                        log::normal("--- HUP signal, resetting ---");
+                        fade = Some(Fade::Restart);
+                    }
+                }
+                INOTIFY => inotify_ready = true,
+                t if Spawner::is_spawn_token(t) => {
+                    let mut c = core.borrow_mut();
+                    let c = &mut *c;
+                    if let Some(reg) = c.registry.as_ref() {
+                        let progress = c.spawner.feed(reg, t);
+                        log::with(b"Exec", || format!("pipe: {progress:?}").into_bytes());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        if inotify_ready && fade.is_none() {
+            fs_events.clear();
+            let outcome = watcher.read(&mut fs_events, &mut |dir| core.borrow().concerns(dir));
+            match outcome {
+                Ok(ReadOutcome::Overflow) => {
+                    log::normal("--- OVERFLOW in event queue ---");
+                    fade = Some(Fade::Restart);
+                }
+                Ok(ReadOutcome::Ok) => {
+                    let mut c = core.borrow_mut();
+                    for ev in &fs_events {
+                        c.dispatch(ev, now);
+                    }
+                }
+                Err(e) => return RunEnd::Exit(watch_error(e)),
+            }
+        }
+        if fade.is_some() {
+            core.borrow_mut().fading = true;
+        }
+        // 4. reap
+        reaped.clear();
+        spawn::reap(&mut reaped);
+        for &(pid, code) in &reaped {
+            let owner = core.borrow_mut().pid_owner.remove(&pid);
+            let Some(sid) = owner else {
+                log::with(b"Exec", || format!("collected an unknown child {pid} = {code}").into_bytes());
+                continue;
+            };
+            let rc = match rt.collect(sid, pid, code) {
+                Ok(rc) => rc,
+                Err(code) => return RunEnd::Exit(code),
+            };
+            let finished = core.borrow_mut().finish(sid, pid, rc.as_deref(), code, Instant::now());
+            if let Err(Fatal(code)) = finished {
+                return RunEnd::Exit(code);
+            }
+        }
+        // 5-7. fading, or a cycle
+        if let Some(f) = fade {
+            let running = core.borrow().running;
+            if running == 0 {
+                return match f {
+                    Fade::Restart => RunEnd::Restart,
+                    Fade::Exit(code) => RunEnd::Exit(code),
+                };
+            }
+            if last_waiting_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                log::normal(format!("waiting for {running} more child processes."));
+                last_waiting_log = Some(Instant::now());
+            }
+            continue;
+        }
+        if settings.onepass {
+            if let Some(code) = onepass_check(core) {
+                return RunEnd::Exit(code);
+            }
+        }
+        if let Err(code) = invoke_actions(rt, core, &mut round_robin) {
+            return RunEnd::Exit(code);
+        }
+        if let Err(code) = rt.run_alarms() {
+            return RunEnd::Exit(code);
+        }
+        if let Err(code) = rt.forget_removed() {
+            return RunEnd::Exit(code);
+        }
+        status.maybe_write(&core.borrow(), watcher);
+    }
+}
+
+/// onepass (SPEC §13.7, with the fix of §15 item 23): syncs whose first transfer finished are
+/// disabled; once all are and nothing runs, exit 0.
+fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<i32> {
+    let mut c = core.borrow_mut();
+    for s in c.syncs.iter_mut() {
+        if s.init_done {
+            s.disabled = true;
+        }
+    }
+    if c.running == 0 && c.syncs.iter().all(|s| s.disabled) {
+        log::log(b"Info", b"onepass active and all syncs finished. Exiting successfully");
+        return Some(0);
+    }
+    None
+}
+
+/// SPEC §4.6 invokeActions for every sync, starting one position later each cycle (§6.3).
+fn invoke_actions(rt: &Runtime, core: &Rc<RefCell<Core>>, round_robin: &mut usize) -> Result<(), i32> {
+    let n = core.borrow().syncs.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let now = Instant::now();
+    for i in 0..n {
+        let sid = (*round_robin + i) % n;
+        let mut cursor = None;
+        loop {
+            let next = core.borrow().next_due(sid, cursor, now);
+            let Some((pos, did, kind)) = next else { break };
+            cursor = Some(pos);
+            match kind {
+                DelayKind::Init => rt.call_init(sid, did)?,
+                DelayKind::Full if rt.has_full(sid)? => rt.call_full(sid, did)?,
+                _ => rt.call_action(sid)?,
+            }
+            if core.borrow().fading {
+                break;
+            }
+        }
+    }
+    *round_robin = (*round_robin + 1) % n;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Logging: upstream's categories and levels (SPEC §12.3) and its destinations and line formats
+//! (SPEC §12.4).
+//!
+//! Owns the one process-wide logger. Everything in the daemon logs through [`log`] with a
+//! category name; the category decides the priority, the priority decides whether the message
+//! is emitted and where. Messages are bytes: file names in them are never made lossy.
+//!
+//! Two phases, as upstream: while the configuration is read every message goes to stderr as
+//! `Category: message`; once running, to the console (`HH:MM:SS Category: message`, errors on
+//! stderr, the rest on stdout) while not daemonized, to the logfile (`<ctime> Category: message`)
+//! when one is set, and to syslog when daemonized without a logfile.
+//!
+//! Must not touch: Lua, the event loop, any sync state.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+
+use crate::sys;
+
+/// syslog priorities (`<syslog.h>`), which upstream uses as category priorities.
+const LOG_ERR: u8 = 3;
+const LOG_WARNING: u8 = 4;
+const LOG_NOTICE: u8 = 5;
+const LOG_DEBUG: u8 = 7;
+/// Priority of a category nobody enabled: shown only with `-log all`.
+const DISABLED: u8 = 99;
+
+#[derive(Debug)]
+struct Logger {
+    /// Messages with a category priority above this are dropped.
+    level: u8,
+    /// Categories enabled with `-log NAME` (priority LOG_NOTICE).
+    enabled: HashMap<Vec<u8>, u8>,
+    running: bool,
+    /// Console output while not detached.
+    console: bool,
+    logfile: Option<OsString>,
+    syslog: bool,
+}
+
+thread_local! {
+    static LOGGER: RefCell<Logger> = RefCell::new(Logger {
+        level: LOG_NOTICE,
+        enabled: HashMap::new(),
+        running: false,
+        console: true,
+        logfile: None,
+        syslog: false,
+    });
+}
+
+/// Applies the `-log` arguments of the command line, in order (SPEC §12.3).
+pub(crate) fn configure_categories(categories: &[String]) {
+    LOGGER.with(|l| {
+        let mut l = l.borrow_mut();
+        for c in categories {
+            match c.as_str() {
+                "all" => l.level = DISABLED,
+                "scarce" => l.level = LOG_WARNING,
+                other => {
+                    l.enabled.insert(other.as_bytes().to_vec(), LOG_NOTICE);
+                }
+            }
+        }
+    });
+}
+
+/// Resets the levels and categories (a HUP restart re-parses the same command line).
+pub(crate) fn reset_categories() {
+    LOGGER.with(|l| {
+        let mut l = l.borrow_mut();
+        l.level = LOG_NOTICE;
+        l.enabled.clear();
+    });
+}
+
+/// Destinations for the running phase (SPEC §12.4). `daemon` means the console is gone.
+pub(crate) fn start_running(logfile: Option<OsString>, daemon: bool, syslog_ident: &[u8], facility: i32) {
+    LOGGER.with(|l| {
+        let mut l = l.borrow_mut();
+        l.running = true;
+        l.console = !daemon;
+        l.syslog = daemon && logfile.is_none();
+        l.logfile = logfile;
+        if l.syslog {
+            sys::openlog(syslog_ident, facility);
+        }
+    });
+}
+
+/// Back to the configuration phase, for a restart.
+pub(crate) fn stop_running() {
+    LOGGER.with(|l| l.borrow_mut().running = false);
+}
+
+fn priority(l: &Logger, category: &[u8]) -> u8 {
+    match category {
+        b"Error" => LOG_ERR,
+        b"Warn" => LOG_WARNING,
+        b"Normal" => LOG_NOTICE,
+        other => l.enabled.get(other).copied().unwrap_or(DISABLED),
+    }
+}
+
+/// Whether a message of this category would be emitted; lets callers skip building it.
+pub(crate) fn enabled(category: &[u8]) -> bool {
+    LOGGER.with(|l| {
+        let l = l.borrow();
+        priority(&l, category) <= l.level
+    })
+}
+
+/// Logs `message` under `category`.
+pub(crate) fn log(category: &[u8], message: &[u8]) {
+    LOGGER.with(|l| {
+        let l = l.borrow();
+        let prio = priority(&l, category);
+        if prio > l.level {
+            return;
+        }
+        if !l.running {
+            let mut line = Vec::with_capacity(category.len() + message.len() + 3);
+            line.extend_from_slice(category);
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(message);
+            line.push(b'\n');
+            let _ = std::io::stderr().write_all(&line);
+            return;
+        }
+        let now = sys::local_time_now();
+        if l.console {
+            let mut line = format!("{:02}:{:02}:{:02} ", now.hour, now.min, now.sec).into_bytes();
+            line.extend_from_slice(category);
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(message);
+            line.push(b'\n');
+            if prio <= LOG_ERR {
+                let _ = std::io::stderr().write_all(&line);
+            } else {
+                let _ = std::io::stdout().write_all(&line);
+            }
+        }
+        if let Some(path) = &l.logfile {
+            let mut line = now.ctime().into_bytes();
+            line.push(b' ');
+            line.extend_from_slice(category);
+            line.extend_from_slice(b": ");
+            line.extend_from_slice(message);
+            line.push(b'\n');
+            match OpenOptions::new().append(true).create(true).open(path) {
+                Ok(mut f) => {
+                    let _ = f.write_all(&line);
+                }
+                Err(_) => {
+                    let mut msg = b"Cannot open logfile [".to_vec();
+                    msg.extend_from_slice(path.as_bytes());
+                    msg.extend_from_slice(b"]!\n");
+                    let _ = std::io::stderr().write_all(&msg);
+                    sys::exit_now(255);
+                }
+            }
+        }
+        if l.syslog {
+            let mut line = category.to_vec();
+            line.extend_from_slice(b", ");
+            line.extend_from_slice(message);
+            let p = if category == b"Exec" { LOG_DEBUG } else { prio.min(LOG_DEBUG) };
+            sys::syslog(p, &line);
+        }
+    });
+}
+
+/// Logs an `Error` line.
+pub(crate) fn error(message: impl AsRef<[u8]>) {
+    log(b"Error", message.as_ref());
+}
+
+/// Logs a `Normal` line.
+pub(crate) fn normal(message: impl AsRef<[u8]>) {
+    log(b"Normal", message.as_ref());
+}
+
+/// Logs under any category; the message is only built when it will be emitted.
+pub(crate) fn with(category: &[u8], build: impl FnOnce() -> Vec<u8>) {
+    if enabled(category) {
+        log(category, &build());
+    }
+}
+
+/// Checks that a logfile can be opened, as upstream does when it switches to running.
+pub(crate) fn check_logfile(path: &OsString) -> Result<(), String> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(|_| ())
+        .map_err(|_| format!("Cannot open logfile [{}]!", path.to_string_lossy()))
+}
+
+/// Parses a syslog facility name (SPEC §2.4 `logfacility`), case-insensitively.
+pub(crate) fn facility(name: &[u8]) -> Option<i32> {
+    let lower: Vec<u8> = name.to_ascii_lowercase();
+    let code = match lower.as_slice() {
+        b"auth" | b"security" => 4,
+        b"authpriv" => 10,
+        b"cron" => 9,
+        b"daemon" => 3,
+        b"ftp" => 11,
+        b"kern" => 0,
+        b"lpr" => 6,
+        b"mail" => 2,
+        b"news" => 7,
+        b"syslog" => 5,
+        b"user" => 1,
+        b"uucp" => 8,
+        b"mark" => 24,
+        b"local0" => 16,
+        b"local1" => 17,
+        b"local2" => 18,
+        b"local3" => 19,
+        b"local4" => 20,
+        b"local5" => 21,
+        b"local6" => 22,
+        b"local7" => 23,
+        _ => return None,
+    };
+    Some(code << 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_level_shows_normal_warn_error_only() {
+        reset_categories();
+        assert!(enabled(b"Error"));
+        assert!(enabled(b"Warn"));
+        assert!(enabled(b"Normal"));
+        assert!(!enabled(b"Exec"));
+        assert!(!enabled(b"Delay"));
+    }
+
+    #[test]
+    fn log_category_enables_it_and_scarce_hides_normal() {
+        reset_categories();
+        configure_categories(&["Exec".to_string()]);
+        assert!(enabled(b"Exec"));
+        configure_categories(&["scarce".to_string()]);
+        assert!(!enabled(b"Normal"));
+        assert!(!enabled(b"Exec"));
+        assert!(enabled(b"Warn"));
+        configure_categories(&["all".to_string()]);
+        assert!(enabled(b"traceback"));
+        reset_categories();
+    }
+
+    #[test]
+    fn facility_names_are_case_insensitive() {
+        assert_eq!(facility(b"DAEMON"), Some(3 << 3));
+        assert_eq!(facility(b"local7"), Some(23 << 3));
+        assert_eq!(facility(b"bogus"), None);
+    }
+}

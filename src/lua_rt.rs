@@ -1,0 +1,922 @@
+//! The Lua runtime: owns the `mlua::Lua` state of one run, loads the prelude and the bundled
+//! layers, runs the user's config, registers the core API the prelude builds the upstream
+//! surface from (SPEC §2.2, §7), and calls the layer hooks for the event loop.
+//!
+//! The Lua ↔ Rust contract: Lua reaches the daemon only through the private `core` table
+//! registered by [`Runtime::new`] (one closure per name, listed there); Rust reaches Lua only
+//! through the hook table the prelude returns (`initialize`, `translate`, `init`, `full`,
+//! `action`, `collect`, `forget`, `alarmTime`, `runAlarms`). Paths cross as Lua strings made of
+//! bytes. No mlua value leaves this module.
+//!
+//! Must not touch: the poll loop; fork/exec (spawns go through `Core::spawn`).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::rc::Rc;
+use std::time::Instant;
+
+use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
+
+use crate::cli;
+use crate::config;
+use crate::delay::{DelayId, DelayKind, Status};
+use crate::log;
+use crate::sync::{Core, SyncJob};
+use crate::sys;
+
+const PRELUDE: &str = include_str!("../lua/prelude.lua");
+const LAYERS: [(&str, &str); 4] = [
+    ("@default.lua", include_str!("../lua/default.lua")),
+    ("@default-rsync.lua", include_str!("../lua/default-rsync.lua")),
+    ("@default-rsyncssh.lua", include_str!("../lua/default-rsyncssh.lua")),
+    ("@default-direct.lua", include_str!("../lua/default-direct.lua")),
+];
+
+/// A Lua-visible timestamp: seconds on the monotonic clock since the run's origin
+/// (SPEC §2.10). Upstream counts 100 Hz ticks; `.seconds`, `.string` and concatenation show
+/// those ticks' scale.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub(crate) struct Timestamp(pub(crate) f64);
+
+impl Timestamp {
+    fn ticks(self) -> i64 {
+        (self.0 * 100.0).floor() as i64
+    }
+}
+
+fn ts_of(v: &Value) -> Option<Timestamp> {
+    match v {
+        Value::UserData(u) => u.borrow::<Timestamp>().ok().map(|t| *t),
+        _ => None,
+    }
+}
+
+fn num_of(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        _ => None,
+    }
+}
+
+impl UserData for Timestamp {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("seconds", |_, t| Ok(t.0.floor() as i64));
+        fields.add_field_method_get("string", |_, t| Ok((t.0.floor() as i64).to_string()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_function(MetaMethod::Add, |_, (a, b): (Value, Value)| {
+            match (ts_of(&a), ts_of(&b), num_of(&a), num_of(&b)) {
+                (Some(_), Some(_), _, _) => Err(mlua::Error::runtime("Cannot add two timestamps!")),
+                (Some(t), None, _, Some(n)) | (None, Some(t), Some(n), _) => Ok(Timestamp(t.0 + n)),
+                _ => Err(mlua::Error::runtime("invalid timestamp arithmetic")),
+            }
+        });
+        methods.add_meta_function(MetaMethod::Sub, |lua, (a, b): (Value, Value)| {
+            match (ts_of(&a), ts_of(&b), num_of(&b)) {
+                (Some(x), Some(y), _) => Ok(Value::Number(x.0 - y.0)),
+                (Some(x), None, Some(n)) => lua.create_userdata(Timestamp(x.0 - n)).map(Value::UserData),
+                _ => Err(mlua::Error::runtime("invalid timestamp arithmetic")),
+            }
+        });
+        methods.add_meta_function(MetaMethod::Lt, |_, (a, b): (Value, Value)| {
+            match (ts_of(&a), ts_of(&b)) {
+                (Some(x), Some(y)) => Ok(x.0 < y.0),
+                _ => Err(mlua::Error::runtime("cannot compare a timestamp with a non-timestamp")),
+            }
+        });
+        methods.add_meta_function(MetaMethod::Le, |_, (a, b): (Value, Value)| {
+            match (ts_of(&a), ts_of(&b)) {
+                (Some(x), Some(y)) => Ok(x.0 <= y.0),
+                _ => Err(mlua::Error::runtime("cannot compare a timestamp with a non-timestamp")),
+            }
+        });
+        methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (Value, Value)| {
+            Ok(matches!((ts_of(&a), ts_of(&b)), (Some(x), Some(y)) if x.0 == y.0))
+        });
+        methods.add_meta_function(MetaMethod::Concat, |lua, (a, b): (Value, Value)| {
+            let part = |v: &Value| -> mlua::Result<Vec<u8>> {
+                if let Some(t) = ts_of(v) {
+                    return Ok(t.ticks().to_string().into_bytes());
+                }
+                match v {
+                    Value::String(s) => Ok(s.as_bytes().to_vec()),
+                    Value::Integer(i) => Ok(i.to_string().into_bytes()),
+                    Value::Number(n) => Ok(n.to_string().into_bytes()),
+                    _ => Err(mlua::Error::runtime("cannot concatenate a timestamp with this value")),
+                }
+            };
+            let mut out = part(&a)?;
+            out.extend(part(&b)?);
+            lua.create_string(&out)
+        });
+        methods.add_meta_method(MetaMethod::ToString, |_, t, ()| Ok(format!("(Timestamp: {})", t.0)));
+    }
+}
+
+/// The root message of an mlua error: what the user's `error()` said, without wrappers.
+pub(crate) fn error_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => error_message(cause),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::ExternalError(e) => e.to_string(),
+        mlua::Error::WithContext { cause, .. } => error_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// The traceback of an mlua error, if it carries one.
+fn traceback(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::CallbackError { traceback, cause } => {
+            traceback_inner(cause).or_else(|| Some(traceback.clone()))
+        }
+        _ => None,
+    }
+}
+
+fn traceback_inner(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::CallbackError { .. } => traceback(e),
+        _ => None,
+    }
+}
+
+/// A Lua error in a hook is fatal (SPEC §6.5): logs it and gives the exit code.
+pub(crate) fn fatal_lua(e: &mlua::Error) -> i32 {
+    log::error(format!("in Lua: {}", error_message(e)));
+    if let Some(tb) = traceback(e) {
+        for (i, line) in tb.lines().skip(1).enumerate() {
+            log::error(format!("Backtrace {} :{}", i + 1, line.trim()));
+        }
+    }
+    255
+}
+
+fn bytes_of(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Integer(i) => Some(i.to_string().into_bytes()),
+        Value::Number(n) => Some(lua_number_string(*n).into_bytes()),
+        _ => None,
+    }
+}
+
+/// Lua's own rendering of a float (`%.14g`, with `.0` for integral values).
+fn lua_number_string(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{n:.1}")
+    } else {
+        format!("{n}")
+    }
+}
+
+/// strerror(3)-style text of an I/O error, without Rust's "(os error N)" suffix.
+fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    !matches!(v, Value::Nil | Value::Boolean(false))
+}
+
+/// One run's Lua state with the core API and hooks registered.
+pub(crate) struct Runtime {
+    lua: Lua,
+    hooks: Table,
+    core: Rc<RefCell<Core>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Runtime")
+    }
+}
+
+type Shared = Rc<RefCell<Core>>;
+
+fn sid_check(core: &Core, sid: i64) -> mlua::Result<usize> {
+    usize::try_from(sid)
+        .ok()
+        .filter(|s| *s < core.syncs.len())
+        .ok_or_else(|| mlua::Error::runtime("unknown sync"))
+}
+
+fn did_of(v: i64) -> DelayId {
+    DelayId(v as u64)
+}
+
+impl Runtime {
+    /// A fresh Lua state with all standard libraries, the core API, the prelude and the
+    /// bundled layers loaded.
+    pub(crate) fn new(core: Shared) -> anyhow::Result<Runtime> {
+        let lua = sys::new_lua();
+        let api = register_api(&lua, &core).map_err(|e| anyhow::anyhow!("{}", error_message(&e)))?;
+        let hooks: Table = lua
+            .load(PRELUDE)
+            .set_name("@prelude.lua")
+            .call(api)
+            .map_err(|e| anyhow::anyhow!("prelude: {}", error_message(&e)))?;
+        for (name, src) in LAYERS {
+            lua.load(src)
+                .set_name(name)
+                .exec()
+                .map_err(|e| anyhow::anyhow!("{}: {}", &name[1..], error_message(&e)))?;
+        }
+        Ok(Runtime { lua, hooks, core })
+    }
+
+    /// Command-line settings that `sync{}` applies while the config runs.
+    pub(crate) fn set_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), String> {
+        let t = self.lua.create_table().map_err(|e| error_message(&e))?;
+        if let Some(d) = &cli.delay {
+            let n: Option<f64> = std::str::from_utf8(d.as_bytes()).ok().and_then(|s| s.trim().parse().ok());
+            match n {
+                Some(n) => t.set("delay", n).map_err(|e| error_message(&e))?,
+                None => return Err(format!("-delay: '{}' is not a number", d.to_string_lossy())),
+            }
+        }
+        let set = |k: &str, v: Value| t.set(k, v).map_err(|e| error_message(&e));
+        if cli.insist {
+            set("insist", Value::Boolean(true))?;
+        }
+        if cli.nodaemon {
+            set("nodaemon", Value::Boolean(true))?;
+        }
+        if cli.onepass {
+            set("onepass", Value::Boolean(true))?;
+        }
+        if let Some(f) = &cli.logfile {
+            set("logfile", Value::String(self.bytes(f.as_bytes())?))?;
+        }
+        if let Some(f) = &cli.pidfile {
+            set("pidfile", Value::String(self.bytes(f.as_bytes())?))?;
+        }
+        if let Some(m) = &cli.monitor {
+            set("monitor", Value::String(self.bytes(m.as_bytes())?))?;
+        }
+        let f: Function = self.hooks.get("setCli").map_err(|e| error_message(&e))?;
+        f.call::<()>((t, first_run)).map_err(|e| error_message(&e))
+    }
+
+    fn bytes(&self, b: &[u8]) -> Result<mlua::String, String> {
+        self.lua.create_string(b).map_err(|e| error_message(&e))
+    }
+
+    /// Runs a `-script` file (SPEC §1.2).
+    pub(crate) fn run_script(&self, path: &OsStr) -> Result<(), String> {
+        log::with(b"Info", || [b"Run addition script: ".as_slice(), path.as_bytes()].concat());
+        let code = std::fs::read(path)
+            .map_err(|e| format!("Cannot open script '{}': {e}", path.to_string_lossy()))?;
+        self.lua
+            .load(&code[..])
+            .set_name(format!("@{}", path.to_string_lossy()))
+            .exec()
+            .map_err(|e| format!("error running script {}: {}", path.to_string_lossy(), error_message(&e)))
+    }
+
+    /// Runs the config file (SPEC §1.6): syntax errors and runtime errors have upstream's
+    /// texts.
+    pub(crate) fn run_config(&self, abs: &OsStr) -> Result<(), String> {
+        let code = std::fs::read(abs)
+            .map_err(|_| format!("Cannot find config file at '{}'.", abs.to_string_lossy()))?;
+        let name = abs.to_string_lossy();
+        let chunk = self.lua.load(&code[..]).set_name(format!("@{name}"));
+        let f = chunk
+            .into_function()
+            .map_err(|e| format!("error loading {name}: {}", error_message(&e)))?;
+        f.call::<()>(()).map_err(|e| format!("error preparing {name}: {}", error_message(&e)))
+    }
+
+    /// Initialization after the config (SPEC §2.1 step 8 c–h): returns the merged settings.
+    pub(crate) fn initialize(&self, shortcuts: &[cli::Shortcut]) -> Result<config::Settings, String> {
+        let lua = &self.lua;
+        let list = lua.create_table().map_err(|e| error_message(&e))?;
+        for (i, s) in shortcuts.iter().enumerate() {
+            let t = lua.create_table().map_err(|e| error_message(&e))?;
+            let put = |k: &str, v: &OsString| -> Result<(), String> {
+                t.set(k, self.bytes(v.as_bytes())?).map_err(|e| error_message(&e))
+            };
+            match s {
+                cli::Shortcut::Rsync { source, target } => {
+                    t.set("kind", "rsync").map_err(|e| error_message(&e))?;
+                    put("source", source)?;
+                    put("target", target)?;
+                }
+                cli::Shortcut::RsyncSsh { source, host, targetdir, sshopts } => {
+                    t.set("kind", "rsyncssh").map_err(|e| error_message(&e))?;
+                    put("source", source)?;
+                    put("host", host)?;
+                    put("targetdir", targetdir)?;
+                    if let Some(words) = sshopts {
+                        let w = lua
+                            .create_sequence_from(words.iter().map(|w| lua.create_string(w.as_bytes())).collect::<mlua::Result<Vec<_>>>().map_err(|e| error_message(&e))?)
+                            .map_err(|e| error_message(&e))?;
+                        t.set("sshopts", w).map_err(|e| error_message(&e))?;
+                    }
+                }
+                cli::Shortcut::Direct { source, target } => {
+                    t.set("kind", "direct").map_err(|e| error_message(&e))?;
+                    put("source", source)?;
+                    put("target", target)?;
+                }
+            }
+            list.set(i + 1, t).map_err(|e| error_message(&e))?;
+        }
+        let f: Function = self.hooks.get("initialize").map_err(|e| error_message(&e))?;
+        let settings: Table = f.call(list).map_err(|e| error_message(&e))?;
+        config::Settings::from_table(&settings)
+    }
+
+    /// Layer 3 translation of string actions (SPEC §8).
+    pub(crate) fn translate(&self) -> Result<(), i32> {
+        self.call_hook::<()>("translate", ())
+    }
+
+    fn call_hook<R: mlua::FromLuaMulti>(&self, name: &str, args: impl mlua::IntoLuaMulti) -> Result<R, i32> {
+        let f: Function = self.hooks.get(name).map_err(|e| fatal_lua(&e))?;
+        f.call::<R>(args).map_err(|e| fatal_lua(&e))
+    }
+
+    /// `config.init(event)` for an Init delay.
+    pub(crate) fn call_init(&self, sid: usize, did: DelayId) -> Result<(), i32> {
+        self.call_hook::<()>("init", (sid as i64, did.0 as i64))
+    }
+
+    /// `config.full(event)` for a Full delay.
+    pub(crate) fn call_full(&self, sid: usize, did: DelayId) -> Result<(), i32> {
+        self.call_hook::<()>("full", (sid as i64, did.0 as i64))
+    }
+
+    /// `config.action(inlet)`.
+    pub(crate) fn call_action(&self, sid: usize) -> Result<(), i32> {
+        self.call_hook::<()>("action", sid as i64)
+    }
+
+    pub(crate) fn has_full(&self, sid: usize) -> Result<bool, i32> {
+        self.call_hook::<bool>("hasFull", sid as i64)
+    }
+
+    /// `config.collect(agent, exitcode)`: what it returned.
+    pub(crate) fn collect(&self, sid: usize, pid: libc::pid_t, code: i32) -> Result<Option<Vec<u8>>, i32> {
+        let rc: Option<mlua::String> = self.call_hook("collect", (sid as i64, pid as i64, code as i64))?;
+        Ok(rc.map(|s| s.as_bytes().to_vec()))
+    }
+
+    /// Forgets the event tables of delays the core removed.
+    pub(crate) fn forget_removed(&self) -> Result<(), i32> {
+        let removed = std::mem::take(&mut self.core.borrow_mut().removed);
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let flat = removed.iter().flat_map(|(sid, did)| [*sid as i64, did.0 as i64]);
+        let t = self.lua.create_sequence_from(flat).map_err(|e| fatal_lua(&e))?;
+        self.call_hook::<()>("forget", t)
+    }
+
+    /// The earliest user alarm (SPEC §2.2 `alarm`), as an instant.
+    pub(crate) fn alarm_time(&self) -> Result<Option<Instant>, i32> {
+        let v: Value = self.call_hook("alarmTime", ())?;
+        let origin = self.core.borrow().origin;
+        Ok(ts_of(&v).map(|t| origin + std::time::Duration::from_secs_f64(t.0.max(0.0))))
+    }
+
+    pub(crate) fn run_alarms(&self) -> Result<(), i32> {
+        self.call_hook::<()>("runAlarms", ())
+    }
+}
+
+/// Reads one sync's config table into a [`SyncJob`] (SPEC §2.5 step 9).
+fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
+    let name = config
+        .get::<Value>("name")
+        .ok()
+        .and_then(|v| bytes_of(&v))
+        .unwrap_or_default();
+    let source: mlua::String = config.get("source")?;
+    let mut excludes = crate::exclude::Excludes::new();
+    match config.get::<Value>("filter")? {
+        Value::Nil => {}
+        Value::String(s) => excludes
+            .append_filter(&s.as_bytes())
+            .map_err(|e| mlua::Error::runtime(e.to_string()))?,
+        Value::Table(t) => {
+            excludes.enable_filters();
+            for v in t.sequence_values::<mlua::String>() {
+                excludes
+                    .append_filter(&v?.as_bytes())
+                    .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            }
+        }
+        _ => return Err(mlua::Error::runtime("type for filter must be table or string")),
+    }
+    match config.get::<Value>("exclude")? {
+        Value::Nil => {}
+        Value::String(s) => excludes.add_exclude(&s.as_bytes()),
+        Value::Table(t) => {
+            for v in t.sequence_values::<mlua::String>() {
+                excludes.add_exclude(&v?.as_bytes());
+            }
+        }
+        _ => return Err(mlua::Error::runtime("type for exclude must be table or string")),
+    }
+    let delay = match config.get::<Value>("delay")? {
+        Value::Nil => None,
+        v => match num_of(&v) {
+            Some(n) if n >= 0.0 => Some(n),
+            _ => return Err(mlua::Error::runtime("delay must be a number and >= 0")),
+        },
+    };
+    if let Some(f) = config.get::<Option<mlua::String>>("filterFrom")? {
+        let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
+        excludes.enable_filters();
+        match std::fs::read(&path) {
+            Ok(text) => excludes
+                .load_filter_file(&text)
+                .map_err(|e| {
+                    log::error(e.to_string());
+                    sys::exit_now(255)
+                })
+                .unwrap_or(()),
+            Err(e) => {
+                log::error(format!(
+                    "Cannot open filter file \"{0}\": {0}: {1}",
+                    path.to_string_lossy(),
+                    strerror(&e)
+                ));
+                sys::exit_now(255);
+            }
+        }
+    }
+    if let Some(f) = config.get::<Option<mlua::String>>("excludeFrom")? {
+        let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
+        match std::fs::read(&path) {
+            Ok(text) => excludes.load_exclude_file(&text),
+            Err(e) => {
+                log::error(format!(
+                    "Cannot open exclude file \"{0}\": {0}: {1}",
+                    path.to_string_lossy(),
+                    strerror(&e)
+                ));
+                sys::exit_now(255);
+            }
+        }
+    }
+    let count = |key: &str, default: usize| -> mlua::Result<usize> {
+        Ok(match config.get::<Value>(key)? {
+            v @ (Value::Integer(_) | Value::Number(_)) => {
+                let n = num_of(&v).unwrap_or(default as f64);
+                if n < 1.0 {
+                    1
+                } else if n > usize::MAX as f64 / 2.0 {
+                    usize::MAX / 2
+                } else {
+                    n as usize
+                }
+            }
+            _ => default,
+        })
+    };
+    Ok(SyncJob {
+        name,
+        source: source.as_bytes().to_vec(),
+        delay,
+        max_delays: count("maxDelays", 1000)?,
+        max_processes: count("maxProcesses", 1)?,
+        on_move: truthy(&config.get::<Value>("onMove")?),
+        subdirs: !matches!(config.get::<Value>("subdirs")?, Value::Boolean(false)),
+        has_init: truthy(&config.get::<Value>("init")?),
+        excludes,
+        delays: crate::delay::DelayList::new(),
+        processes: Default::default(),
+        init_done: false,
+        disabled: false,
+    })
+}
+
+/// Registers the private `core` table the prelude builds the upstream API from. Each entry:
+///
+/// | name | arguments | returns |
+/// |---|---|---|
+/// | `log` | category, message | — |
+/// | `logEnabled` | category | boolean |
+/// | `terminate` | code | (exits) |
+/// | `now` | — | timestamp |
+/// | `isTimestamp`, `tsSeconds` | value | boolean / seconds |
+/// | `realdir` | path | absolute dir with `/`, or nil + error text |
+/// | `readdir` | path | { name = isdir } or nil |
+/// | `fileSize` | path | size or nil |
+/// | `isSymlink` | path | whether the path itself is a symlink |
+/// | `addSync` | config table | sync id |
+/// | `dinfo` | sid, did | etype, status, path, path2 (nil if gone) |
+/// | `isMove` | sid, did | boolean |
+/// | `nextWait` | sid | did or nil |
+/// | `getEvents` | sid, test(did) or nil | array of dids |
+/// | `discard` | sid, did | — |
+/// | `blanket`, `fullEvent` | sid[, path] | did |
+/// | `addExclude`, `rmExclude`, `getExcludes`, `getFilters`, `hasFilters`, `appendFilter` | sid, … | SPEC §5.7 |
+/// | `spawn` | sid, did or dids, isList, argv, stdin or nil | pid or nil |
+/// | `exec` | argv | pid or nil |
+/// | `fading` | — | boolean |
+/// | `processInfo` | — | running, global max or nil |
+/// | `processCount` | sid | number |
+/// | `kill` | pid, signal | kill(2) result |
+/// | `freePort` | — | port or nil |
+/// | `splitQuoted` | string | array of words |
+fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
+    let api = lua.create_table()?;
+
+    api.set(
+        "log",
+        lua.create_function(|_, (cat, msg): (mlua::String, mlua::String)| {
+            log::log(&cat.as_bytes(), &msg.as_bytes());
+            Ok(())
+        })?,
+    )?;
+    api.set(
+        "logEnabled",
+        lua.create_function(|_, cat: mlua::String| Ok(log::enabled(&cat.as_bytes())))?,
+    )?;
+    api.set(
+        "terminate",
+        lua.create_function(|_, code: i64| -> mlua::Result<()> { sys::exit_now((code & 0xff) as i32) })?,
+    )?;
+    {
+        let core = core.clone();
+        api.set(
+            "now",
+            lua.create_function(move |_, ()| {
+                let origin = core.borrow().origin;
+                Ok(Timestamp(origin.elapsed().as_secs_f64()))
+            })?,
+        )?;
+    }
+    api.set("isTimestamp", lua.create_function(|_, v: Value| Ok(ts_of(&v).is_some()))?)?;
+    api.set(
+        "tsSeconds",
+        lua.create_function(|_, v: Value| Ok(ts_of(&v).map(|t| t.0).unwrap_or(0.0)))?,
+    )?;
+    api.set(
+        "realdir",
+        lua.create_function(|lua, p: Value| {
+            let Some(p) = bytes_of(&p) else { return Ok((Value::Nil, None)) };
+            match std::fs::canonicalize(OsStr::from_bytes(&p)) {
+                Ok(abs) => match std::fs::metadata(&abs) {
+                    Ok(m) if m.is_dir() => {
+                        let mut b = abs.into_os_string().into_vec();
+                        if !b.ends_with(b"/") {
+                            b.push(b'/');
+                        }
+                        Ok((Value::String(lua.create_string(&b)?), None))
+                    }
+                    _ => Ok((Value::Nil, Some("is not a directory".to_string()))),
+                },
+                Err(_) => Ok((Value::Nil, None)),
+            }
+        })?,
+    )?;
+    api.set(
+        "readdir",
+        lua.create_function(|lua, p: mlua::String| {
+            let path = OsStr::from_bytes(&p.as_bytes()).to_os_string();
+            let Ok(rd) = std::fs::read_dir(&path) else {
+                log::error([b"cannot open dir [".as_slice(), path.as_bytes(), b"]."].concat());
+                return Ok(Value::Nil);
+            };
+            let t = lua.create_table()?;
+            for e in rd.flatten() {
+                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                t.set(lua.create_string(e.file_name().as_bytes())?, is_dir)?;
+            }
+            Ok(Value::Table(t))
+        })?,
+    )?;
+    api.set(
+        "fileSize",
+        lua.create_function(|_, p: mlua::String| {
+            Ok(std::fs::metadata(OsStr::from_bytes(&p.as_bytes())).ok().map(|m| m.len() as i64))
+        })?,
+    )?;
+    api.set(
+        "isSymlink",
+        lua.create_function(|_, p: mlua::String| {
+            Ok(std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes())).is_ok_and(|m| m.is_symlink()))
+        })?,
+    )?;
+    {
+        let core = core.clone();
+        api.set(
+            "addSync",
+            lua.create_function(move |_, config: Table| {
+                let job = sync_job(&config)?;
+                let mut c = core.borrow_mut();
+                c.syncs.push(job);
+                Ok((c.syncs.len() - 1) as i64)
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "dinfo",
+            lua.create_function(move |lua, (sid, did): (i64, i64)| {
+                let c = core.borrow();
+                let s = &c.syncs[sid_check(&c, sid)?];
+                let Some(d) = s.delays.get(did_of(did)) else {
+                    return Ok((Value::Nil, Value::Nil, Value::Nil, Value::Nil));
+                };
+                let p2 = match &d.path2 {
+                    Some(p) => Value::String(lua.create_string(p)?),
+                    None => Value::Nil,
+                };
+                Ok((
+                    Value::String(lua.create_string(d.kind.as_lua_str())?),
+                    Value::String(lua.create_string(d.status.as_str())?),
+                    Value::String(lua.create_string(&d.path)?),
+                    p2,
+                ))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "isMove",
+            lua.create_function(move |_, (sid, did): (i64, i64)| {
+                let c = core.borrow();
+                let s = &c.syncs[sid_check(&c, sid)?];
+                Ok(matches!(s.delays.get(did_of(did)), Some(d) if d.kind == DelayKind::Move))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "nextWait",
+            lua.create_function(move |_, sid: i64| {
+                let c = core.borrow();
+                let s = &c.syncs[sid_check(&c, sid)?];
+                let now = Instant::now();
+                Ok(s.delays.next_wait(now, s.max_delays).map(|d| d.0 as i64))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "getEvents",
+            lua.create_function(move |lua, (sid, test): (i64, Option<Function>)| {
+                let snap = {
+                    let c = core.borrow();
+                    let sid = sid_check(&c, sid)?;
+                    c.snapshot(sid)
+                };
+                let mut excluded: HashSet<DelayId> = HashSet::new();
+                let mut out: Vec<i64> = Vec::with_capacity(snap.len());
+                for (id, status, blocker) in snap {
+                    // The test sees every delay (so a 'break' anywhere stops the walk); an
+                    // active delay, or one the test rejects, is left out together with every
+                    // delay it blocks, transitively (SPEC §4.6).
+                    let mut rejected = false;
+                    if let Some(t) = &test {
+                        let r: Value = t.call(id.0 as i64)?;
+                        match &r {
+                            Value::String(s) if s.as_bytes().as_ref() == b"break" => break,
+                            v => rejected = !truthy(v),
+                        }
+                    }
+                    if rejected || status == Status::Active || blocker.is_some_and(|b| excluded.contains(&b)) {
+                        excluded.insert(id);
+                        continue;
+                    }
+                    out.push(id.0 as i64);
+                }
+                lua.create_sequence_from(out)
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "discard",
+            lua.create_function(move |_, (sid, did): (i64, i64)| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                c.discard(sid, did_of(did));
+                Ok(())
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "blanket",
+            lua.create_function(move |_, sid: i64| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                let id = c.syncs[sid].delays.push_unblocked(DelayKind::Blanket, Box::default(), None);
+                Ok(id.0 as i64)
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "fullEvent",
+            lua.create_function(move |_, (sid, path): (i64, Option<mlua::String>)| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                let p: Box<[u8]> = path.map(|p| p.as_bytes().to_vec().into()).unwrap_or_else(|| b"/".to_vec().into());
+                let id = c.syncs[sid].delays.push_unblocked(DelayKind::Full, p, None);
+                Ok(id.0 as i64)
+            })?,
+        )?;
+    }
+    register_excludes(lua, &api, core)?;
+    {
+        let core = core.clone();
+        api.set(
+            "spawn",
+            lua.create_function(
+                move |_, (sid, dids, is_list, argv, stdin): (i64, Value, bool, Table, Option<mlua::String>)| {
+                    let ids: Vec<DelayId> = match dids {
+                        Value::Integer(i) => vec![did_of(i)],
+                        Value::Table(t) => t
+                            .sequence_values::<i64>()
+                            .map(|v| v.map(did_of))
+                            .collect::<mlua::Result<_>>()?,
+                        _ => return Err(mlua::Error::runtime("spawning with an unknown agent")),
+                    };
+                    let argv: Vec<Vec<u8>> = argv
+                        .sequence_values::<mlua::String>()
+                        .map(|s| s.map(|s| s.as_bytes().to_vec()))
+                        .collect::<mlua::Result<_>>()?;
+                    let stdin = stdin.map(|s| s.as_bytes().to_vec());
+                    let mut c = core.borrow_mut();
+                    let sid = sid_check(&c, sid)?;
+                    c.spawn(sid, ids, is_list, argv, stdin)
+                        .map(|p| p.map(i64::from))
+                        .map_err(mlua::Error::runtime)
+                },
+            )?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "exec",
+            lua.create_function(move |_, argv: Table| {
+                let argv: Vec<Vec<u8>> = argv
+                    .sequence_values::<mlua::String>()
+                    .map(|s| s.map(|s| s.as_bytes().to_vec()))
+                    .collect::<mlua::Result<_>>()?;
+                let mut c = core.borrow_mut();
+                Ok(c.exec_unbound(argv).map(i64::from))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set("fading", lua.create_function(move |_, ()| Ok(core.borrow().fading))?)?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "processInfo",
+            lua.create_function(move |_, ()| {
+                let c = core.borrow();
+                Ok((c.running as i64, c.max_processes.map(|m| m as i64)))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "processCount",
+            lua.create_function(move |_, sid: i64| {
+                let c = core.borrow();
+                let sid = sid_check(&c, sid)?;
+                Ok(c.syncs[sid].processes.len() as i64)
+            })?,
+        )?;
+    }
+    api.set(
+        "kill",
+        lua.create_function(|_, (pid, sig): (i64, i64)| Ok(if sys::kill(pid as libc::pid_t, sig as i32).is_ok() { 0 } else { -1 }))?,
+    )?;
+    api.set(
+        "freePort",
+        lua.create_function(|_, ()| {
+            Ok(std::net::TcpListener::bind(("0.0.0.0", 0))
+                .and_then(|l| l.local_addr())
+                .ok()
+                .map(|a| a.port() as i64))
+        })?,
+    )?;
+    api.set(
+        "splitQuoted",
+        lua.create_function(|lua, s: mlua::String| {
+            let (words, _warnings) = cli::split_quoted(&s.as_bytes());
+            let v = words.iter().map(|w| lua.create_string(w)).collect::<mlua::Result<Vec<_>>>()?;
+            lua.create_sequence_from(v)
+        })?,
+    )?;
+    Ok(api)
+}
+
+fn register_excludes(lua: &Lua, api: &Table, core: &Shared) -> mlua::Result<()> {
+    {
+        let core = core.clone();
+        api.set(
+            "addExclude",
+            lua.create_function(move |_, (sid, p): (i64, mlua::String)| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                c.syncs[sid].excludes.add_exclude(&p.as_bytes());
+                Ok(())
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "rmExclude",
+            lua.create_function(move |_, (sid, p): (i64, mlua::String)| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                if !c.syncs[sid].excludes.remove_exclude(&p.as_bytes()) {
+                    log::normal([b"Removing not excluded exclude \"".as_slice(), &p.as_bytes(), b"\""].concat());
+                }
+                Ok(())
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "getExcludes",
+            lua.create_function(move |lua, sid: i64| {
+                let c = core.borrow();
+                let sid = sid_check(&c, sid)?;
+                let v = c.syncs[sid]
+                    .excludes
+                    .excludes()
+                    .iter()
+                    .map(|p| lua.create_string(p))
+                    .collect::<mlua::Result<Vec<_>>>()?;
+                lua.create_sequence_from(v)
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "getFilters",
+            lua.create_function(move |lua, sid: i64| {
+                let c = core.borrow();
+                let sid = sid_check(&c, sid)?;
+                let v = c.syncs[sid]
+                    .excludes
+                    .filters()
+                    .iter()
+                    .map(|p| lua.create_string(p))
+                    .collect::<mlua::Result<Vec<_>>>()?;
+                lua.create_sequence_from(v)
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "hasFilters",
+            lua.create_function(move |_, sid: i64| {
+                let c = core.borrow();
+                let sid = sid_check(&c, sid)?;
+                Ok(c.syncs[sid].excludes.has_filters())
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "appendFilter",
+            lua.create_function(move |_, (sid, line): (i64, mlua::String)| {
+                let mut c = core.borrow_mut();
+                let sid = sid_check(&c, sid)?;
+                c.syncs[sid]
+                    .excludes
+                    .append_filter(&line.as_bytes())
+                    .map_err(|e| mlua::Error::runtime(e.to_string()))
+            })?,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! lsyncd: the Live Syncing Mirror Daemon. Watches local trees with inotify, collects and
+//! combines events for a few seconds, then runs rsync (or rsync+ssh, or cp/rm/mv, or the
+//! config's own Lua actions) to bring mirrors up to date. Command line, config files, logs and
+//! status file are those of lsyncd 2.3.1.
+//!
+//! `main` parses the command line and maps the outcome to an exit code; the daemon itself is
+//! `event_loop::run`.
+#![deny(unsafe_code)]
+
+mod cli;
+mod config;
+mod daemon;
+mod delay;
+mod event_loop;
+mod exclude;
+mod log;
+mod lua_rt;
+mod signals;
+mod spawn;
+mod status;
+mod sync;
+mod sys;
+mod watch;
+
+use std::ffi::OsString;
+use std::io::Write;
+
+fn main() {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = match cli::parse(&argv) {
+        Ok(cli) => cli,
+        Err(exit) => {
+            let (stream, text) = exit.output(env!("CARGO_PKG_VERSION"));
+            let _ = match stream {
+                cli::Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+                cli::Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+            };
+            sys::exit_now(i32::from(exit.exit_code()));
+        }
+    };
+    for warning in &cli.warnings {
+        println!("{warning}");
+    }
+    if let Err(e) = sys::ignore_sigpipe() {
+        let _ = writeln!(std::io::stderr(), "Error: cannot ignore SIGPIPE: {e}");
+        sys::exit_now(255);
+    }
+    log::configure_categories(&cli.log_categories);
+    let code = event_loop::run(&cli);
+    sys::exit_now(code);
+}

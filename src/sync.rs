@@ -1,0 +1,517 @@
+//! The syncs: one [`SyncJob`] per `sync{}` of the config, and [`Core`], the state every sync and
+//! the Lua API share (the process table, the spawner handle, the global process count).
+//!
+//! Owns: turning file-system events into delays for each sync (SPEC §3.5, §4.2: exclusion,
+//! move splitting, alarms, directory recursion §3.6), the per-sync process table, what is due
+//! (SPEC §4.6), and what happens to delays when a child is collected (SPEC §6.5).
+//!
+//! Must not touch: Lua (it is called by `lua_rt` and by the event loop, never the other way),
+//! the poll loop, fork/exec (that is `spawn.rs`, reached through [`Spawner`]).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, Instant};
+
+use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
+use crate::exclude::Excludes;
+use crate::log;
+use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
+use crate::watch::{FsEvent, FsKind};
+
+/// What a running child was spawned for.
+#[derive(Debug)]
+pub(crate) struct Agent {
+    pub(crate) dids: Vec<DelayId>,
+    pub(crate) is_list: bool,
+}
+
+/// One `sync{}`.
+#[derive(Debug)]
+pub(crate) struct SyncJob {
+    pub(crate) name: Vec<u8>,
+    /// Absolute, with a trailing `/`.
+    pub(crate) source: Vec<u8>,
+    /// Seconds to hold an event; `None` acts at once.
+    pub(crate) delay: Option<f64>,
+    pub(crate) max_delays: usize,
+    pub(crate) max_processes: usize,
+    pub(crate) on_move: bool,
+    pub(crate) subdirs: bool,
+    pub(crate) has_init: bool,
+    pub(crate) excludes: Excludes,
+    pub(crate) delays: DelayList,
+    pub(crate) processes: HashMap<libc::pid_t, Agent>,
+    /// A first event (normally the startup transfer) finished well (SPEC §13.7).
+    pub(crate) init_done: bool,
+    /// onepass: no more actions for this sync.
+    pub(crate) disabled: bool,
+}
+
+/// A fatal condition found in the core: the daemon exits with this code after logging.
+#[derive(Debug)]
+pub(crate) struct Fatal(pub(crate) i32);
+
+/// State shared between the event loop and the Lua API.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) syncs: Vec<SyncJob>,
+    pub(crate) spawner: Spawner,
+    pub(crate) registry: Option<mio::Registry>,
+    /// Processes of all syncs.
+    pub(crate) running: usize,
+    /// `settings{ maxProcesses }`: the global cap.
+    pub(crate) max_processes: Option<usize>,
+    /// TERM/INT/HUP or overflow pending: no new processes.
+    pub(crate) fading: bool,
+    pub(crate) pid_owner: HashMap<libc::pid_t, usize>,
+    /// Delays removed since the last cycle; Lua forgets their event tables.
+    pub(crate) removed: Vec<(usize, DelayId)>,
+    /// When daemonized with a logfile, children write to it (SPEC §6.1).
+    pub(crate) child_logfile: Option<std::ffi::OsString>,
+    /// The time base of Lua timestamps.
+    pub(crate) origin: Instant,
+}
+
+impl Core {
+    pub(crate) fn new(origin: Instant) -> Core {
+        Core {
+            syncs: Vec::new(),
+            spawner: Spawner::new(),
+            registry: None,
+            running: 0,
+            max_processes: None,
+            fading: false,
+            pid_owner: HashMap::new(),
+            removed: Vec::new(),
+            child_logfile: None,
+            origin,
+        }
+    }
+
+    /// The relative path of `abs` in sync `s`, if inside its source (SPEC §3.5 step 4).
+    fn relative<'a>(s: &SyncJob, abs: &'a [u8]) -> Option<&'a [u8]> {
+        let root = &s.source[..s.source.len() - 1];
+        if abs.len() > root.len() && abs.starts_with(root) && abs[root.len()] == b'/' {
+            Some(&abs[root.len()..])
+        } else {
+            None
+        }
+    }
+
+    /// Whether some sync wants a watch on this absolute directory path (SPEC §3.2 step 1).
+    pub(crate) fn concerns(&self, abs_dir: &[u8]) -> bool {
+        self.syncs.iter().any(|s| {
+            if abs_dir == s.source.as_slice() {
+                return true;
+            }
+            match Self::relative(s, abs_dir) {
+                Some(rel) => {
+                    s.subdirs && !s.excludes.is_excluded(rel)
+                }
+                None => false,
+            }
+        })
+    }
+
+    /// Hands one file-system event to every sync it concerns (SPEC §3.5).
+    pub(crate) fn dispatch(&mut self, ev: &FsEvent, now: Instant) {
+        for sid in 0..self.syncs.len() {
+            let s = &self.syncs[sid];
+            let rel = Self::relative(s, &ev.path).map(|r| r.to_vec());
+            let rel2 = ev.path2.as_deref().and_then(|p| Self::relative(s, p)).map(|r| r.to_vec());
+            let kind = match ev.kind {
+                FsKind::Attrib => DelayKind::Attrib,
+                FsKind::Modify => DelayKind::Modify,
+                FsKind::Create => DelayKind::Create,
+                FsKind::Delete => DelayKind::Delete,
+                FsKind::Move => DelayKind::Move,
+            };
+            match (kind, rel, rel2) {
+                (DelayKind::Move, Some(from), Some(to)) => {
+                    self.delay(sid, DelayKind::Move, from, Some(to), now)
+                }
+                (DelayKind::Move, Some(from), None) => {
+                    log::normal([b"Transformed Move to Delete for ".as_slice(), &s.name].concat());
+                    self.delay(sid, DelayKind::Delete, from, None, now)
+                }
+                (DelayKind::Move, None, Some(to)) => {
+                    log::normal([b"Transformed Move to Create for ".as_slice(), &s.name].concat());
+                    self.delay(sid, DelayKind::Create, to, None, now)
+                }
+                (DelayKind::Move, None, None) | (_, None, _) => {}
+                (kind, Some(path), _) => self.delay(sid, kind, path, None, now),
+            }
+        }
+    }
+
+    /// `Sync:delay` (SPEC §4.2): exclusion, move splitting, alarm, combining, and for a
+    /// directory Create the delays of what the directory already holds (SPEC §3.6).
+    pub(crate) fn delay(
+        &mut self,
+        sid: usize,
+        kind: DelayKind,
+        path: Vec<u8>,
+        path2: Option<Vec<u8>>,
+        now: Instant,
+    ) {
+        let mut dirs: Vec<Vec<u8>> = Vec::new();
+        self.delay_one(sid, kind, path, path2, now, &mut dirs);
+        // Directory recursion with an explicit stack: deep trees do not grow the call stack.
+        while let Some(dir) = dirs.pop() {
+            let s = &self.syncs[sid];
+            let mut abs = s.source[..s.source.len() - 1].to_vec();
+            abs.extend_from_slice(&dir);
+            let entries = match std::fs::read_dir(OsStr::from_bytes(&abs)) {
+                Ok(e) => e,
+                Err(_) => continue,
+            };
+            for entry in entries.flatten() {
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                let mut p = dir.clone();
+                p.extend_from_slice(entry.file_name().as_bytes());
+                if is_dir {
+                    p.push(b'/');
+                }
+                log::with(b"Delay", || [b"Create creates Create on ".as_slice(), &p].concat());
+                self.delay_one(sid, DelayKind::Create, p, None, now, &mut dirs);
+            }
+        }
+    }
+
+    fn delay_one(
+        &mut self,
+        sid: usize,
+        kind: DelayKind,
+        path: Vec<u8>,
+        path2: Option<Vec<u8>>,
+        now: Instant,
+        dirs: &mut Vec<Vec<u8>>,
+    ) {
+        let s = &mut self.syncs[sid];
+        if kind == DelayKind::Move {
+            let Some(path2) = path2 else { return };
+            let ex1 = s.excludes.is_excluded(&path);
+            let ex2 = s.excludes.is_excluded(&path2);
+            if ex1 && ex2 {
+                log::with(b"Filter", || [b"filtered out move ".as_slice(), &path].concat());
+                return;
+            }
+            if ex2 {
+                return self.delay_one(sid, DelayKind::Delete, path, None, now, dirs);
+            }
+            if ex1 {
+                return self.delay_one(sid, DelayKind::Create, path2, None, now, dirs);
+            }
+            if !s.on_move {
+                log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
+                self.delay_one(sid, DelayKind::Delete, path, None, now, dirs);
+                self.delay_one(sid, DelayKind::Create, path2, None, now, dirs);
+                return;
+            }
+            let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+            let p1 = path.clone();
+            let p2 = path2.clone();
+            match s.delays.push(kind, path.into(), Some(path2.into()), alarm) {
+                Pushed::Split => {
+                    log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
+                    self.delay_one(sid, DelayKind::Delete, p1, None, now, dirs);
+                    self.delay_one(sid, DelayKind::Create, p2, None, now, dirs);
+                }
+                outcome => log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome),
+            }
+            return;
+        }
+        if s.excludes.is_excluded(&path) {
+            log::with(b"Filter", || [b"filtered out ".as_slice(), &path].concat());
+            return;
+        }
+        let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+        let is_dir_create = kind == DelayKind::Create && path.ends_with(b"/");
+        let recurse = if is_dir_create { Some(path.clone()) } else { None };
+        let outcome = s.delays.push(kind, path.clone().into(), None, alarm);
+        log_pushed(&s.delays, kind, &path, None, &outcome);
+        if let Some(dir) = recurse {
+            if s.subdirs {
+                dirs.push(dir);
+            }
+        }
+    }
+
+    /// Appends the Init delay of a sync (SPEC §4.7).
+    pub(crate) fn push_init(&mut self, sid: usize) {
+        let s = &mut self.syncs[sid];
+        s.delays.push_unblocked(DelayKind::Init, Box::default(), None);
+    }
+
+    /// When the main loop must wake up for this sync: `None` never, else the instant
+    /// (SPEC §4.6 "Sync alarm"). Matches the scan of [`Core::next_due`] so that a due alarm
+    /// always leads to an action (no spinning behind a delay whose alarm is still ahead).
+    pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
+        let s = &self.syncs[sid];
+        if s.disabled || s.processes.len() >= s.max_processes || s.delays.wait_count() == 0 {
+            return None;
+        }
+        if s.delays.len() >= s.max_delays {
+            return Some(now);
+        }
+        for (_, d) in s.delays.iter() {
+            match d.alarm {
+                Some(t) if t > now => return Some(t),
+                _ => {
+                    if d.status == Status::Wait {
+                        return Some(now);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the global process cap is reached.
+    pub(crate) fn at_global_limit(&self) -> bool {
+        matches!(self.max_processes, Some(m) if self.running >= m)
+    }
+
+    /// The next delay of `sid` the scheduler should act on, scanning from `after` (SPEC §4.6
+    /// invokeActions step 4). `None` ends this sync's turn.
+    pub(crate) fn next_due(
+        &self,
+        sid: usize,
+        after: Option<crate::delay::QueuePos>,
+        now: Instant,
+    ) -> Option<(crate::delay::QueuePos, DelayId, DelayKind)> {
+        let s = &self.syncs[sid];
+        let mut cursor = match after {
+            None => s.delays.first(),
+            Some(pos) => s.delays.next_after(pos),
+        };
+        while let Some((pos, id)) = cursor {
+            if s.disabled || s.processes.len() >= s.max_processes || self.at_global_limit() {
+                return None;
+            }
+            let d = s.delays.get(id)?;
+            if s.delays.len() < s.max_delays {
+                if let Some(t) = d.alarm {
+                    if t > now {
+                        return None;
+                    }
+                }
+            }
+            if d.status == Status::Wait {
+                return Some((pos, id, d.kind));
+            }
+            cursor = s.delays.next_after(pos);
+        }
+        None
+    }
+
+    /// Whether sync `sid` may start another process.
+    pub(crate) fn can_run(&self, sid: usize) -> bool {
+        let s = &self.syncs[sid];
+        !s.disabled && s.processes.len() < s.max_processes && !self.at_global_limit()
+    }
+
+    /// `inlet.getEvents` without a test, or the snapshot a test walks (SPEC §4.6 getDelays):
+    /// (id, status, blocker) in queue order.
+    pub(crate) fn snapshot(&self, sid: usize) -> Vec<(DelayId, Status, Option<DelayId>)> {
+        let s = &self.syncs[sid];
+        s.delays
+            .iter()
+            .map(|(id, d)| (id, d.status, s.delays.blocked_by(id)))
+            .collect()
+    }
+
+    /// Removes a waiting delay (`inlet.discardEvent`).
+    pub(crate) fn discard(&mut self, sid: usize, id: DelayId) {
+        let s = &mut self.syncs[sid];
+        match s.delays.get(id) {
+            Some(d) if d.status == Status::Wait => {
+                s.delays.remove(id);
+                self.removed.push((sid, id));
+            }
+            Some(d) => log::error(format!(
+                "Ignored cancel of a non-waiting event of type {}",
+                d.kind.as_lua_str()
+            )),
+            None => {}
+        }
+    }
+
+    /// `spawn()` for an agent (SPEC §6.1). Returns the pid, or `None` when nothing started.
+    pub(crate) fn spawn(
+        &mut self,
+        sid: usize,
+        dids: Vec<DelayId>,
+        is_list: bool,
+        argv: Vec<Vec<u8>>,
+        stdin: Option<Vec<u8>>,
+    ) -> Result<Option<libc::pid_t>, String> {
+        {
+            let s = &self.syncs[sid];
+            for id in &dids {
+                let status = s.delays.get(*id).map(|d| d.status);
+                let ok = match (is_list, status) {
+                    (false, Some(Status::Wait)) => true,
+                    (true, Some(Status::Wait | Status::Block)) => true,
+                    _ => false,
+                };
+                if !ok {
+                    return Err(if is_list {
+                        "spawn() called on an non-waiting event list".to_string()
+                    } else {
+                        "spawn() called on an non-waiting event".to_string()
+                    });
+                }
+            }
+        }
+        let stdin = stdin.filter(|t| !t.is_empty());
+        log::with(b"Exec", || spawn::exec_log_line(&argv, stdin.as_deref()));
+        let Some(registry) = self.registry.as_ref() else {
+            return Err("spawn() called before the daemon runs".to_string());
+        };
+        let req = SpawnRequest { argv, stdin, output: self.child_output() };
+        let (pid, pipe) = match self.spawner.spawn(registry, req) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error(format!("cannot spawn: {e}"));
+                return Ok(None);
+            }
+        };
+        if matches!(pipe, PipeState::OneSweep) {
+            log::with(b"Exec", || b"one-sweeped pipe".to_vec());
+        }
+        self.running += 1;
+        let s = &mut self.syncs[sid];
+        for id in &dids {
+            s.delays.set_active(*id);
+        }
+        s.processes.insert(pid, Agent { dids, is_list });
+        self.pid_owner.insert(pid, sid);
+        Ok(Some(pid))
+    }
+
+    /// The stdout/stderr a child gets: the logfile when daemonized with one, else inherited.
+    fn child_output(&self) -> Option<std::os::fd::OwnedFd> {
+        let path = self.child_logfile.as_ref()?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .ok()
+            .map(std::os::fd::OwnedFd::from)
+    }
+
+    /// `lsyncd.exec`: a child bound to no event; its exit is ignored when reaped.
+    pub(crate) fn exec_unbound(&mut self, argv: Vec<Vec<u8>>) -> Option<libc::pid_t> {
+        log::with(b"Exec", || spawn::exec_log_line(&argv, None));
+        let registry = self.registry.as_ref()?;
+        let req = SpawnRequest { argv, stdin: None, output: self.child_output() };
+        match self.spawner.spawn(registry, req) {
+            Ok((pid, _)) => Some(pid),
+            Err(e) => {
+                log::error(format!("cannot spawn: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The delays of a collected child: removed, retried or fatal (SPEC §6.5).
+    pub(crate) fn finish(
+        &mut self,
+        sid: usize,
+        pid: libc::pid_t,
+        rc: Option<&[u8]>,
+        exitcode: i32,
+        now: Instant,
+    ) -> Result<(), Fatal> {
+        let s = &mut self.syncs[sid];
+        let Some(agent) = s.processes.remove(&pid) else { return Ok(()) };
+        self.running = self.running.saturating_sub(1);
+        match rc {
+            Some(b"die") => {
+                log::error("Critical exitcode.");
+                return Err(Fatal(255));
+            }
+            Some(b"again") => {
+                let wait = s.delay.unwrap_or(0.0).max(1.0);
+                let alarm = Some(now + secs(wait));
+                for id in &agent.dids {
+                    s.delays.set_wait(*id, alarm);
+                }
+            }
+            _ => {
+                for id in &agent.dids {
+                    if let Some(d) = s.delays.remove(*id) {
+                        if !agent.is_list {
+                            log::with(b"Delay", || {
+                                format!("Finish of {} on ", d.kind.as_lua_str())
+                                    .into_bytes()
+                                    .into_iter()
+                                    .chain(s.source.iter().copied())
+                                    .chain(d.path.iter().copied())
+                                    .chain(format!(" = {exitcode}").into_bytes())
+                                    .collect()
+                            });
+                        }
+                        self.removed.push((sid, *id));
+                    }
+                }
+                if agent.is_list {
+                    log::with(b"Delay", || format!("Finished list = {exitcode}").into_bytes());
+                } else {
+                    s.init_done = true;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn secs(s: f64) -> Duration {
+    if s.is_finite() && s > 0.0 {
+        Duration::from_secs_f64(s.min(1e9))
+    } else {
+        Duration::ZERO
+    }
+}
+
+fn log_pushed(list: &DelayList, kind: DelayKind, path: &[u8], path2: Option<&[u8]>, outcome: &Pushed) {
+    if !log::enabled(b"Delay") {
+        return;
+    }
+    let describe = |id: &DelayId| -> Vec<u8> {
+        match list.get(*id) {
+            Some(d) => describe_delay(d),
+            None => Vec::new(),
+        }
+    };
+    let mut new = format!("{}: ", kind.as_lua_str()).into_bytes();
+    new.extend_from_slice(path);
+    if let Some(p2) = path2 {
+        new.extend_from_slice(b" -> ");
+        new.extend_from_slice(p2);
+    }
+    let msg = match outcome {
+        Pushed::Appended(_) => [b"New ".as_slice(), &new].concat(),
+        Pushed::Stacked { on, .. } => [new.as_slice(), b" blocked by ", &describe(on)].concat(),
+        Pushed::Replaced { .. } => [new.as_slice(), b" replaces an older event"].concat(),
+        Pushed::ToDeleteStacked { delete, .. } => {
+            [new.as_slice(), b" turns a Move into ", &describe(delete)].concat()
+        }
+        Pushed::Absorbed => [new.as_slice(), b" absorbed"].concat(),
+        Pushed::Split => return,
+    };
+    log::log(b"Delay", &msg);
+}
+
+/// `ETYPE PATH[ -> PATH2]`, as in the Delay log and the status file.
+pub(crate) fn describe_delay(d: &Delay) -> Vec<u8> {
+    let mut v = format!("{} ", d.kind.as_lua_str()).into_bytes();
+    v.extend_from_slice(&d.path);
+    if let Some(p2) = &d.path2 {
+        v.extend_from_slice(b" -> ");
+        v.extend_from_slice(p2);
+    }
+    v
+}
