@@ -26,7 +26,6 @@ pub(crate) struct Settings {
     /// syslog facility code (already shifted), `user` by default.
     pub(crate) logfacility: i32,
     pub(crate) logident: Vec<u8>,
-    pub(crate) insist: bool,
     /// Raw `inotifyMode`; validated when the first watch is added (SPEC §2.9).
     pub(crate) inotify_mode: Option<Vec<u8>>,
     pub(crate) max_processes: Option<usize>,
@@ -63,7 +62,10 @@ impl Settings {
         let logfacility = match bytes(&get("logfacility")) {
             None => 1 << 3,
             Some(name) => log::facility(&name).ok_or_else(|| {
-                format!("Logging facility '{}' unknown.", String::from_utf8_lossy(&name))
+                format!(
+                    "Logging facility '{}' unknown.",
+                    String::from_utf8_lossy(&name)
+                )
             })?,
         };
         Ok(Settings {
@@ -75,7 +77,6 @@ impl Settings {
             status_interval: number(&get("statusInterval")).unwrap_or(10.0).max(0.0),
             logfacility,
             logident: bytes(&get("logident")).unwrap_or_else(|| b"lsyncd".to_vec()),
-            insist: truthy(&get("insist")),
             inotify_mode: bytes(&get("inotifyMode")),
             max_processes: number(&get("maxProcesses"))
                 .filter(|n| *n >= 1.0)
@@ -100,20 +101,20 @@ mod tests {
         assert_eq!(s.logfacility, 1 << 3);
         assert_eq!(s.logident, b"lsyncd");
         assert_eq!(s.status_interval, 10.0);
-        assert!(!s.nodaemon && !s.insist && s.max_processes.is_none());
+        assert!(!s.nodaemon && s.max_processes.is_none());
     }
 
     #[test]
     fn keys_map_to_fields() {
         let s = settings_of(
             "return { logfile='/l', statusFile='/s', statusInterval=0, nodaemon=true, \
-             insist=true, maxProcesses=4, logfacility='DAEMON', logident='x' }",
+             maxProcesses=4, logfacility='DAEMON', logident='x' }",
         )
         .expect("settings");
         assert_eq!(s.logfile, Some(OsString::from("/l")));
         assert_eq!(s.status_file, Some(OsString::from("/s")));
         assert_eq!(s.status_interval, 0.0);
-        assert!(s.nodaemon && s.insist);
+        assert!(s.nodaemon);
         assert_eq!(s.max_processes, Some(4));
         assert_eq!(s.logfacility, 3 << 3);
         assert_eq!(s.logident, b"x");

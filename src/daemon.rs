@@ -48,7 +48,10 @@ impl Pidfile {
         file.set_len(0)
             .and_then(|_| file.write_all(format!("{}\n", sys::getpid()).as_bytes()))
             .map_err(|_| format!("Cannot write pidfile; '{shown}'"))?;
-        Ok(Pidfile { path: abs, _file: file })
+        Ok(Pidfile {
+            path: abs,
+            _file: file,
+        })
     }
 
     /// Removes the file we wrote (after TERM/INT).

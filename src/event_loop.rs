@@ -66,7 +66,10 @@ pub(crate) fn run(cli: &Cli) -> i32 {
         Some(path) => match sys::realpath(path.as_bytes()) {
             Ok(p) => Some(OsString::from_vec(p)),
             Err(_) => {
-                log::error(format!("Cannot find config file at '{}'.", path.to_string_lossy()));
+                log::error(format!(
+                    "Cannot find config file at '{}'.",
+                    path.to_string_lossy()
+                ));
                 return 255;
             }
         },
@@ -162,7 +165,12 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
     // Running phase (SPEC §2.1 step 8i).
     let daemonize = first && !settings.nodaemon;
     if daemonize {
-        log::start_running(settings.logfile.clone(), false, &settings.logident, settings.logfacility);
+        log::start_running(
+            settings.logfile.clone(),
+            false,
+            &settings.logident,
+            settings.logfacility,
+        );
         log::normal("--- Startup, daemonizing ---");
         match daemon::daemonize(settings.pidfile.as_deref()) {
             Ok(pidfile) => {
@@ -185,9 +193,17 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             }
         }
     }
-    log::start_running(settings.logfile.clone(), p.daemonized, &settings.logident, settings.logfacility);
+    log::start_running(
+        settings.logfile.clone(),
+        p.daemonized,
+        &settings.logident,
+        settings.logfacility,
+    );
     if !daemonize {
-        log::normal(format!("--- Startup --- (implementation {})", env!("CARGO_PKG_VERSION")));
+        log::normal(format!(
+            "--- Startup --- (implementation {})",
+            env!("CARGO_PKG_VERSION")
+        ));
     }
     {
         let mut c = core.borrow_mut();
@@ -209,12 +225,20 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
     let mut watcher = match Watcher::new(mode) {
         Ok(w) => w,
         Err(e) => {
-            log::error(format!("Cannot access inotify monitor! ( {} : {} )", e.raw_os_error().unwrap_or(0), e));
+            log::error(format!(
+                "Cannot access inotify monitor! ( {} : {} )",
+                e.raw_os_error().unwrap_or(0),
+                e
+            ));
             return RunEnd::Exit(255);
         }
     };
     let ifd = watcher.as_raw_fd();
-    if let Err(e) = p.poll.registry().register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE) {
+    if let Err(e) = p
+        .poll
+        .registry()
+        .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
+    {
         log::error(format!("cannot watch the inotify fd: {e}"));
         return RunEnd::Exit(255);
     }
@@ -272,7 +296,8 @@ fn main_loop(
     let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(128 + sig));
     let mut last_waiting_log: Option<Instant> = None;
     let mut round_robin = 0usize;
-    let mut status = status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
+    let mut status =
+        status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
     if fade.is_some() {
         core.borrow_mut().fading = true;
     }
@@ -335,8 +360,11 @@ fn main_loop(
                     let mut c = core.borrow_mut();
                     let c = &mut *c;
                     if let Some(reg) = c.registry.as_ref() {
+                        let pid = c.spawner.pipe_pid(t);
                         let progress = c.spawner.feed(reg, t);
-                        log::with(b"Exec", || format!("pipe: {progress:?}").into_bytes());
+                        log::with(b"Exec", || {
+                            format!("stdin pipe of {}: {progress:?}", pid.unwrap_or(0)).into_bytes()
+                        });
                     }
                 }
                 _ => {}
@@ -369,14 +397,18 @@ fn main_loop(
         for &(pid, code) in &reaped {
             let owner = core.borrow_mut().pid_owner.remove(&pid);
             let Some(sid) = owner else {
-                log::with(b"Exec", || format!("collected an unknown child {pid} = {code}").into_bytes());
+                log::with(b"Exec", || {
+                    format!("collected an unknown child {pid} = {code}").into_bytes()
+                });
                 continue;
             };
             let rc = match rt.collect(sid, pid, code) {
                 Ok(rc) => rc,
                 Err(code) => return RunEnd::Exit(code),
             };
-            let finished = core.borrow_mut().finish(sid, pid, rc.as_deref(), code, Instant::now());
+            let finished = core
+                .borrow_mut()
+                .finish(sid, pid, rc.as_deref(), code, Instant::now());
             if let Err(Fatal(code)) = finished {
                 return RunEnd::Exit(code);
             }
@@ -424,14 +456,21 @@ fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<i32> {
         }
     }
     if c.running == 0 && c.syncs.iter().all(|s| s.disabled) {
-        log::log(b"Info", b"onepass active and all syncs finished. Exiting successfully");
+        log::log(
+            b"Info",
+            b"onepass active and all syncs finished. Exiting successfully",
+        );
         return Some(0);
     }
     None
 }
 
 /// SPEC §4.6 invokeActions for every sync, starting one position later each cycle (§6.3).
-fn invoke_actions(rt: &Runtime, core: &Rc<RefCell<Core>>, round_robin: &mut usize) -> Result<(), i32> {
+fn invoke_actions(
+    rt: &Runtime,
+    core: &Rc<RefCell<Core>>,
+    round_robin: &mut usize,
+) -> Result<(), i32> {
     let n = core.borrow().syncs.len();
     if n == 0 {
         return Ok(());

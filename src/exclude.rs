@@ -428,6 +428,7 @@ impl Excludes {
 
     /// What a startup/full rsync gets (SPEC §5.6): the stdin text (lines joined by `\n`, no
     /// trailing newline) and the matching argument, or `None` when there is nothing to pass.
+    #[cfg(test)]
     pub(crate) fn rsync_stdin(&self) -> Option<(Vec<u8>, &'static str)> {
         if self.has_filters() {
             Some((self.filters().join(&b'\n'), "--filter=. -"))

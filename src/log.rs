@@ -70,6 +70,7 @@ pub(crate) fn configure_categories(categories: &[String]) {
 }
 
 /// Resets the levels and categories (a HUP restart re-parses the same command line).
+#[cfg(test)]
 pub(crate) fn reset_categories() {
     LOGGER.with(|l| {
         let mut l = l.borrow_mut();
@@ -79,7 +80,12 @@ pub(crate) fn reset_categories() {
 }
 
 /// Destinations for the running phase (SPEC §12.4). `daemon` means the console is gone.
-pub(crate) fn start_running(logfile: Option<OsString>, daemon: bool, syslog_ident: &[u8], facility: i32) {
+pub(crate) fn start_running(
+    logfile: Option<OsString>,
+    daemon: bool,
+    syslog_ident: &[u8],
+    facility: i32,
+) {
     LOGGER.with(|l| {
         let mut l = l.borrow_mut();
         l.running = true;
@@ -168,7 +174,11 @@ pub(crate) fn log(category: &[u8], message: &[u8]) {
             let mut line = category.to_vec();
             line.extend_from_slice(b", ");
             line.extend_from_slice(message);
-            let p = if category == b"Exec" { LOG_DEBUG } else { prio.min(LOG_DEBUG) };
+            let p = if category == b"Exec" {
+                LOG_DEBUG
+            } else {
+                prio.min(LOG_DEBUG)
+            };
             sys::syslog(p, &line);
         }
     });

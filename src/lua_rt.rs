@@ -29,9 +29,18 @@ use crate::sys;
 const PRELUDE: &str = include_str!("../lua/prelude.lua");
 const LAYERS: [(&str, &str); 4] = [
     ("@default.lua", include_str!("../lua/default.lua")),
-    ("@default-rsync.lua", include_str!("../lua/default-rsync.lua")),
-    ("@default-rsyncssh.lua", include_str!("../lua/default-rsyncssh.lua")),
-    ("@default-direct.lua", include_str!("../lua/default-direct.lua")),
+    (
+        "@default-rsync.lua",
+        include_str!("../lua/default-rsync.lua"),
+    ),
+    (
+        "@default-rsyncssh.lua",
+        include_str!("../lua/default-rsyncssh.lua"),
+    ),
+    (
+        "@default-direct.lua",
+        include_str!("../lua/default-direct.lua"),
+    ),
 ];
 
 /// A Lua-visible timestamp: seconds on the monotonic clock since the run's origin
@@ -78,20 +87,26 @@ impl UserData for Timestamp {
         methods.add_meta_function(MetaMethod::Sub, |lua, (a, b): (Value, Value)| {
             match (ts_of(&a), ts_of(&b), num_of(&b)) {
                 (Some(x), Some(y), _) => Ok(Value::Number(x.0 - y.0)),
-                (Some(x), None, Some(n)) => lua.create_userdata(Timestamp(x.0 - n)).map(Value::UserData),
+                (Some(x), None, Some(n)) => {
+                    lua.create_userdata(Timestamp(x.0 - n)).map(Value::UserData)
+                }
                 _ => Err(mlua::Error::runtime("invalid timestamp arithmetic")),
             }
         });
         methods.add_meta_function(MetaMethod::Lt, |_, (a, b): (Value, Value)| {
             match (ts_of(&a), ts_of(&b)) {
                 (Some(x), Some(y)) => Ok(x.0 < y.0),
-                _ => Err(mlua::Error::runtime("cannot compare a timestamp with a non-timestamp")),
+                _ => Err(mlua::Error::runtime(
+                    "cannot compare a timestamp with a non-timestamp",
+                )),
             }
         });
         methods.add_meta_function(MetaMethod::Le, |_, (a, b): (Value, Value)| {
             match (ts_of(&a), ts_of(&b)) {
                 (Some(x), Some(y)) => Ok(x.0 <= y.0),
-                _ => Err(mlua::Error::runtime("cannot compare a timestamp with a non-timestamp")),
+                _ => Err(mlua::Error::runtime(
+                    "cannot compare a timestamp with a non-timestamp",
+                )),
             }
         });
         methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (Value, Value)| {
@@ -106,14 +121,18 @@ impl UserData for Timestamp {
                     Value::String(s) => Ok(s.as_bytes().to_vec()),
                     Value::Integer(i) => Ok(i.to_string().into_bytes()),
                     Value::Number(n) => Ok(n.to_string().into_bytes()),
-                    _ => Err(mlua::Error::runtime("cannot concatenate a timestamp with this value")),
+                    _ => Err(mlua::Error::runtime(
+                        "cannot concatenate a timestamp with this value",
+                    )),
                 }
             };
             let mut out = part(&a)?;
             out.extend(part(&b)?);
             lua.create_string(&out)
         });
-        methods.add_meta_method(MetaMethod::ToString, |_, t, ()| Ok(format!("(Timestamp: {})", t.0)));
+        methods.add_meta_method(MetaMethod::ToString, |_, t, ()| {
+            Ok(format!("(Timestamp: {})", t.0))
+        });
     }
 }
 
@@ -219,7 +238,8 @@ impl Runtime {
     /// bundled layers loaded.
     pub(crate) fn new(core: Shared) -> anyhow::Result<Runtime> {
         let lua = sys::new_lua();
-        let api = register_api(&lua, &core).map_err(|e| anyhow::anyhow!("{}", error_message(&e)))?;
+        let api =
+            register_api(&lua, &core).map_err(|e| anyhow::anyhow!("{}", error_message(&e)))?;
         let hooks: Table = lua
             .load(PRELUDE)
             .set_name("@prelude.lua")
@@ -238,7 +258,9 @@ impl Runtime {
     pub(crate) fn set_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), String> {
         let t = self.lua.create_table().map_err(|e| error_message(&e))?;
         if let Some(d) = &cli.delay {
-            let n: Option<f64> = std::str::from_utf8(d.as_bytes()).ok().and_then(|s| s.trim().parse().ok());
+            let n: Option<f64> = std::str::from_utf8(d.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
             match n {
                 Some(n) => t.set("delay", n).map_err(|e| error_message(&e))?,
                 None => return Err(format!("-delay: '{}' is not a number", d.to_string_lossy())),
@@ -273,14 +295,22 @@ impl Runtime {
 
     /// Runs a `-script` file (SPEC §1.2).
     pub(crate) fn run_script(&self, path: &OsStr) -> Result<(), String> {
-        log::with(b"Info", || [b"Run addition script: ".as_slice(), path.as_bytes()].concat());
+        log::with(b"Info", || {
+            [b"Run addition script: ".as_slice(), path.as_bytes()].concat()
+        });
         let code = std::fs::read(path)
             .map_err(|e| format!("Cannot open script '{}': {e}", path.to_string_lossy()))?;
         self.lua
             .load(&code[..])
             .set_name(format!("@{}", path.to_string_lossy()))
             .exec()
-            .map_err(|e| format!("error running script {}: {}", path.to_string_lossy(), error_message(&e)))
+            .map_err(|e| {
+                format!(
+                    "error running script {}: {}",
+                    path.to_string_lossy(),
+                    error_message(&e)
+                )
+            })
     }
 
     /// Runs the config file (SPEC §1.6): syntax errors and runtime errors have upstream's
@@ -293,17 +323,22 @@ impl Runtime {
         let f = chunk
             .into_function()
             .map_err(|e| format!("error loading {name}: {}", error_message(&e)))?;
-        f.call::<()>(()).map_err(|e| format!("error preparing {name}: {}", error_message(&e)))
+        f.call::<()>(())
+            .map_err(|e| format!("error preparing {name}: {}", error_message(&e)))
     }
 
     /// Initialization after the config (SPEC §2.1 step 8 c–h): returns the merged settings.
-    pub(crate) fn initialize(&self, shortcuts: &[cli::Shortcut]) -> Result<config::Settings, String> {
+    pub(crate) fn initialize(
+        &self,
+        shortcuts: &[cli::Shortcut],
+    ) -> Result<config::Settings, String> {
         let lua = &self.lua;
         let list = lua.create_table().map_err(|e| error_message(&e))?;
         for (i, s) in shortcuts.iter().enumerate() {
             let t = lua.create_table().map_err(|e| error_message(&e))?;
             let put = |k: &str, v: &OsString| -> Result<(), String> {
-                t.set(k, self.bytes(v.as_bytes())?).map_err(|e| error_message(&e))
+                t.set(k, self.bytes(v.as_bytes())?)
+                    .map_err(|e| error_message(&e))
             };
             match s {
                 cli::Shortcut::Rsync { source, target } => {
@@ -311,14 +346,25 @@ impl Runtime {
                     put("source", source)?;
                     put("target", target)?;
                 }
-                cli::Shortcut::RsyncSsh { source, host, targetdir, sshopts } => {
+                cli::Shortcut::RsyncSsh {
+                    source,
+                    host,
+                    targetdir,
+                    sshopts,
+                } => {
                     t.set("kind", "rsyncssh").map_err(|e| error_message(&e))?;
                     put("source", source)?;
                     put("host", host)?;
                     put("targetdir", targetdir)?;
                     if let Some(words) = sshopts {
                         let w = lua
-                            .create_sequence_from(words.iter().map(|w| lua.create_string(w.as_bytes())).collect::<mlua::Result<Vec<_>>>().map_err(|e| error_message(&e))?)
+                            .create_sequence_from(
+                                words
+                                    .iter()
+                                    .map(|w| lua.create_string(w.as_bytes()))
+                                    .collect::<mlua::Result<Vec<_>>>()
+                                    .map_err(|e| error_message(&e))?,
+                            )
                             .map_err(|e| error_message(&e))?;
                         t.set("sshopts", w).map_err(|e| error_message(&e))?;
                     }
@@ -331,7 +377,10 @@ impl Runtime {
             }
             list.set(i + 1, t).map_err(|e| error_message(&e))?;
         }
-        let f: Function = self.hooks.get("initialize").map_err(|e| error_message(&e))?;
+        let f: Function = self
+            .hooks
+            .get("initialize")
+            .map_err(|e| error_message(&e))?;
         let settings: Table = f.call(list).map_err(|e| error_message(&e))?;
         config::Settings::from_table(&settings)
     }
@@ -341,7 +390,11 @@ impl Runtime {
         self.call_hook::<()>("translate", ())
     }
 
-    fn call_hook<R: mlua::FromLuaMulti>(&self, name: &str, args: impl mlua::IntoLuaMulti) -> Result<R, i32> {
+    fn call_hook<R: mlua::FromLuaMulti>(
+        &self,
+        name: &str,
+        args: impl mlua::IntoLuaMulti,
+    ) -> Result<R, i32> {
         let f: Function = self.hooks.get(name).map_err(|e| fatal_lua(&e))?;
         f.call::<R>(args).map_err(|e| fatal_lua(&e))
     }
@@ -366,8 +419,14 @@ impl Runtime {
     }
 
     /// `config.collect(agent, exitcode)`: what it returned.
-    pub(crate) fn collect(&self, sid: usize, pid: libc::pid_t, code: i32) -> Result<Option<Vec<u8>>, i32> {
-        let rc: Option<mlua::String> = self.call_hook("collect", (sid as i64, pid as i64, code as i64))?;
+    pub(crate) fn collect(
+        &self,
+        sid: usize,
+        pid: libc::pid_t,
+        code: i32,
+    ) -> Result<Option<Vec<u8>>, i32> {
+        let rc: Option<mlua::String> =
+            self.call_hook("collect", (sid as i64, pid as i64, code as i64))?;
         Ok(rc.map(|s| s.as_bytes().to_vec()))
     }
 
@@ -377,8 +436,13 @@ impl Runtime {
         if removed.is_empty() {
             return Ok(());
         }
-        let flat = removed.iter().flat_map(|(sid, did)| [*sid as i64, did.0 as i64]);
-        let t = self.lua.create_sequence_from(flat).map_err(|e| fatal_lua(&e))?;
+        let flat = removed
+            .iter()
+            .flat_map(|(sid, did)| [*sid as i64, did.0 as i64]);
+        let t = self
+            .lua
+            .create_sequence_from(flat)
+            .map_err(|e| fatal_lua(&e))?;
         self.call_hook::<()>("forget", t)
     }
 
@@ -394,6 +458,12 @@ impl Runtime {
     }
 }
 
+/// A malformed filter rule in the config is fatal with upstream's message (SPEC §2.9).
+fn bad_filter(e: &crate::exclude::FilterError) -> ! {
+    log::error(e.to_string());
+    sys::exit_now(255)
+}
+
 /// Reads one sync's config table into a [`SyncJob`] (SPEC §2.5 step 9).
 fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
     let name = config
@@ -407,16 +477,20 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         Value::Nil => {}
         Value::String(s) => excludes
             .append_filter(&s.as_bytes())
-            .map_err(|e| mlua::Error::runtime(e.to_string()))?,
+            .unwrap_or_else(|e| bad_filter(&e)),
         Value::Table(t) => {
             excludes.enable_filters();
             for v in t.sequence_values::<mlua::String>() {
                 excludes
                     .append_filter(&v?.as_bytes())
-                    .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                    .unwrap_or_else(|e| bad_filter(&e));
             }
         }
-        _ => return Err(mlua::Error::runtime("type for filter must be table or string")),
+        _ => {
+            return Err(mlua::Error::runtime(
+                "type for filter must be table or string",
+            ))
+        }
     }
     match config.get::<Value>("exclude")? {
         Value::Nil => {}
@@ -426,7 +500,11 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
                 excludes.add_exclude(&v?.as_bytes());
             }
         }
-        _ => return Err(mlua::Error::runtime("type for exclude must be table or string")),
+        _ => {
+            return Err(mlua::Error::runtime(
+                "type for exclude must be table or string",
+            ))
+        }
     }
     let delay = match config.get::<Value>("delay")? {
         Value::Nil => None,
@@ -441,11 +519,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         match std::fs::read(&path) {
             Ok(text) => excludes
                 .load_filter_file(&text)
-                .map_err(|e| {
-                    log::error(e.to_string());
-                    sys::exit_now(255)
-                })
-                .unwrap_or(()),
+                .unwrap_or_else(|e| bad_filter(&e)),
             Err(e) => {
                 log::error(format!(
                     "Cannot open filter file \"{0}\": {0}: {1}",
@@ -547,7 +621,9 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     )?;
     api.set(
         "terminate",
-        lua.create_function(|_, code: i64| -> mlua::Result<()> { sys::exit_now((code & 0xff) as i32) })?,
+        lua.create_function(|_, code: i64| -> mlua::Result<()> {
+            sys::exit_now((code & 0xff) as i32)
+        })?,
     )?;
     {
         let core = core.clone();
@@ -559,7 +635,10 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    api.set("isTimestamp", lua.create_function(|_, v: Value| Ok(ts_of(&v).is_some()))?)?;
+    api.set(
+        "isTimestamp",
+        lua.create_function(|_, v: Value| Ok(ts_of(&v).is_some()))?,
+    )?;
     api.set(
         "tsSeconds",
         lua.create_function(|_, v: Value| Ok(ts_of(&v).map(|t| t.0).unwrap_or(0.0)))?,
@@ -567,7 +646,9 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     api.set(
         "realdir",
         lua.create_function(|lua, p: Value| {
-            let Some(p) = bytes_of(&p) else { return Ok((Value::Nil, None)) };
+            let Some(p) = bytes_of(&p) else {
+                return Ok((Value::Nil, None));
+            };
             match std::fs::canonicalize(OsStr::from_bytes(&p)) {
                 Ok(abs) => match std::fs::metadata(&abs) {
                     Ok(m) if m.is_dir() => {
@@ -602,13 +683,16 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     api.set(
         "fileSize",
         lua.create_function(|_, p: mlua::String| {
-            Ok(std::fs::metadata(OsStr::from_bytes(&p.as_bytes())).ok().map(|m| m.len() as i64))
+            Ok(std::fs::metadata(OsStr::from_bytes(&p.as_bytes()))
+                .ok()
+                .map(|m| m.len() as i64))
         })?,
     )?;
     api.set(
         "isSymlink",
         lua.create_function(|_, p: mlua::String| {
-            Ok(std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes())).is_ok_and(|m| m.is_symlink()))
+            Ok(std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes()))
+                .is_ok_and(|m| m.is_symlink()))
         })?,
     )?;
     {
@@ -693,7 +777,10 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
                             v => rejected = !truthy(v),
                         }
                     }
-                    if rejected || status == Status::Active || blocker.is_some_and(|b| excluded.contains(&b)) {
+                    if rejected
+                        || status == Status::Active
+                        || blocker.is_some_and(|b| excluded.contains(&b))
+                    {
                         excluded.insert(id);
                         continue;
                     }
@@ -722,7 +809,10 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             lua.create_function(move |_, sid: i64| {
                 let mut c = core.borrow_mut();
                 let sid = sid_check(&c, sid)?;
-                let id = c.syncs[sid].delays.push_unblocked(DelayKind::Blanket, Box::default(), None);
+                let id =
+                    c.syncs[sid]
+                        .delays
+                        .push_unblocked(DelayKind::Blanket, Box::default(), None);
                 Ok(id.0 as i64)
             })?,
         )?;
@@ -734,7 +824,9 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             lua.create_function(move |_, (sid, path): (i64, Option<mlua::String>)| {
                 let mut c = core.borrow_mut();
                 let sid = sid_check(&c, sid)?;
-                let p: Box<[u8]> = path.map(|p| p.as_bytes().to_vec().into()).unwrap_or_else(|| b"/".to_vec().into());
+                let p: Box<[u8]> = path
+                    .map(|p| p.as_bytes().to_vec().into())
+                    .unwrap_or_else(|| b"/".to_vec().into());
                 let id = c.syncs[sid].delays.push_unblocked(DelayKind::Full, p, None);
                 Ok(id.0 as i64)
             })?,
@@ -746,7 +838,14 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
         api.set(
             "spawn",
             lua.create_function(
-                move |_, (sid, dids, is_list, argv, stdin): (i64, Value, bool, Table, Option<mlua::String>)| {
+                move |_,
+                      (sid, dids, is_list, argv, stdin): (
+                    i64,
+                    Value,
+                    bool,
+                    Table,
+                    Option<mlua::String>,
+                )| {
                     let ids: Vec<DelayId> = match dids {
                         Value::Integer(i) => vec![did_of(i)],
                         Value::Table(t) => t
@@ -785,7 +884,10 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     }
     {
         let core = core.clone();
-        api.set("fading", lua.create_function(move |_, ()| Ok(core.borrow().fading))?)?;
+        api.set(
+            "fading",
+            lua.create_function(move |_, ()| Ok(core.borrow().fading))?,
+        )?;
     }
     {
         let core = core.clone();
@@ -810,7 +912,13 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     }
     api.set(
         "kill",
-        lua.create_function(|_, (pid, sig): (i64, i64)| Ok(if sys::kill(pid as libc::pid_t, sig as i32).is_ok() { 0 } else { -1 }))?,
+        lua.create_function(|_, (pid, sig): (i64, i64)| {
+            Ok(if sys::kill(pid as libc::pid_t, sig as i32).is_ok() {
+                0
+            } else {
+                -1
+            })
+        })?,
     )?;
     api.set(
         "freePort",
@@ -825,7 +933,10 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
         "splitQuoted",
         lua.create_function(|lua, s: mlua::String| {
             let (words, _warnings) = cli::split_quoted(&s.as_bytes());
-            let v = words.iter().map(|w| lua.create_string(w)).collect::<mlua::Result<Vec<_>>>()?;
+            let v = words
+                .iter()
+                .map(|w| lua.create_string(w))
+                .collect::<mlua::Result<Vec<_>>>()?;
             lua.create_sequence_from(v)
         })?,
     )?;
@@ -853,7 +964,14 @@ fn register_excludes(lua: &Lua, api: &Table, core: &Shared) -> mlua::Result<()> 
                 let mut c = core.borrow_mut();
                 let sid = sid_check(&c, sid)?;
                 if !c.syncs[sid].excludes.remove_exclude(&p.as_bytes()) {
-                    log::normal([b"Removing not excluded exclude \"".as_slice(), &p.as_bytes(), b"\""].concat());
+                    log::normal(
+                        [
+                            b"Removing not excluded exclude \"".as_slice(),
+                            &p.as_bytes(),
+                            b"\"",
+                        ]
+                        .concat(),
+                    );
                 }
                 Ok(())
             })?,

@@ -30,6 +30,7 @@ pub(crate) struct Pending {
 
 impl Pending {
     /// Nothing arrived (a spurious wake-up).
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         *self == Self::default()
     }

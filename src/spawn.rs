@@ -109,6 +109,7 @@ impl Spawner {
     }
 
     /// Number of stdin pipes still being written.
+    #[cfg(test)]
     pub(crate) fn pending_pipes(&self) -> usize {
         self.pipes.len()
     }

@@ -72,7 +72,10 @@ impl StatusWriter {
             .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
-            log::error(format!("Cannot open status file \"{}\" :{e}", path.to_string_lossy()));
+            log::error(format!(
+                "Cannot open status file \"{}\" :{e}",
+                path.to_string_lossy()
+            ));
         }
     }
 }

@@ -106,9 +106,7 @@ impl Core {
                 return true;
             }
             match Self::relative(s, abs_dir) {
-                Some(rel) => {
-                    s.subdirs && !s.excludes.is_excluded(rel)
-                }
+                Some(rel) => s.subdirs && !s.excludes.is_excluded(rel),
                 None => false,
             }
         })
@@ -119,7 +117,11 @@ impl Core {
         for sid in 0..self.syncs.len() {
             let s = &self.syncs[sid];
             let rel = Self::relative(s, &ev.path).map(|r| r.to_vec());
-            let rel2 = ev.path2.as_deref().and_then(|p| Self::relative(s, p)).map(|r| r.to_vec());
+            let rel2 = ev
+                .path2
+                .as_deref()
+                .and_then(|p| Self::relative(s, p))
+                .map(|r| r.to_vec());
             let kind = match ev.kind {
                 FsKind::Attrib => DelayKind::Attrib,
                 FsKind::Modify => DelayKind::Modify,
@@ -173,7 +175,9 @@ impl Core {
                 if is_dir {
                     p.push(b'/');
                 }
-                log::with(b"Delay", || [b"Create creates Create on ".as_slice(), &p].concat());
+                log::with(b"Delay", || {
+                    [b"Create creates Create on ".as_slice(), &p].concat()
+                });
                 self.delay_one(sid, DelayKind::Create, p, None, now, &mut dirs);
             }
         }
@@ -194,7 +198,9 @@ impl Core {
             let ex1 = s.excludes.is_excluded(&path);
             let ex2 = s.excludes.is_excluded(&path2);
             if ex1 && ex2 {
-                log::with(b"Filter", || [b"filtered out move ".as_slice(), &path].concat());
+                log::with(b"Filter", || {
+                    [b"filtered out move ".as_slice(), &path].concat()
+                });
                 return;
             }
             if ex2 {
@@ -228,7 +234,11 @@ impl Core {
         }
         let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
         let is_dir_create = kind == DelayKind::Create && path.ends_with(b"/");
-        let recurse = if is_dir_create { Some(path.clone()) } else { None };
+        let recurse = if is_dir_create {
+            Some(path.clone())
+        } else {
+            None
+        };
         let outcome = s.delays.push(kind, path.clone().into(), None, alarm);
         log_pushed(&s.delays, kind, &path, None, &outcome);
         if let Some(dir) = recurse {
@@ -241,7 +251,8 @@ impl Core {
     /// Appends the Init delay of a sync (SPEC §4.7).
     pub(crate) fn push_init(&mut self, sid: usize) {
         let s = &mut self.syncs[sid];
-        s.delays.push_unblocked(DelayKind::Init, Box::default(), None);
+        s.delays
+            .push_unblocked(DelayKind::Init, Box::default(), None);
     }
 
     /// When the main loop must wake up for this sync: `None` never, else the instant
@@ -306,12 +317,6 @@ impl Core {
         None
     }
 
-    /// Whether sync `sid` may start another process.
-    pub(crate) fn can_run(&self, sid: usize) -> bool {
-        let s = &self.syncs[sid];
-        !s.disabled && s.processes.len() < s.max_processes && !self.at_global_limit()
-    }
-
     /// `inlet.getEvents` without a test, or the snapshot a test walks (SPEC §4.6 getDelays):
     /// (id, status, blocker) in queue order.
     pub(crate) fn snapshot(&self, sid: usize) -> Vec<(DelayId, Status, Option<DelayId>)> {
@@ -351,11 +356,10 @@ impl Core {
             let s = &self.syncs[sid];
             for id in &dids {
                 let status = s.delays.get(*id).map(|d| d.status);
-                let ok = match (is_list, status) {
-                    (false, Some(Status::Wait)) => true,
-                    (true, Some(Status::Wait | Status::Block)) => true,
-                    _ => false,
-                };
+                let ok = matches!(
+                    (is_list, status),
+                    (false, Some(Status::Wait)) | (true, Some(Status::Wait | Status::Block))
+                );
                 if !ok {
                     return Err(if is_list {
                         "spawn() called on an non-waiting event list".to_string()
@@ -370,7 +374,11 @@ impl Core {
         let Some(registry) = self.registry.as_ref() else {
             return Err("spawn() called before the daemon runs".to_string());
         };
-        let req = SpawnRequest { argv, stdin, output: self.child_output() };
+        let req = SpawnRequest {
+            argv,
+            stdin,
+            output: self.child_output(),
+        };
         let (pid, pipe) = match self.spawner.spawn(registry, req) {
             Ok(r) => r,
             Err(e) => {
@@ -406,7 +414,11 @@ impl Core {
     pub(crate) fn exec_unbound(&mut self, argv: Vec<Vec<u8>>) -> Option<libc::pid_t> {
         log::with(b"Exec", || spawn::exec_log_line(&argv, None));
         let registry = self.registry.as_ref()?;
-        let req = SpawnRequest { argv, stdin: None, output: self.child_output() };
+        let req = SpawnRequest {
+            argv,
+            stdin: None,
+            output: self.child_output(),
+        };
         match self.spawner.spawn(registry, req) {
             Ok((pid, _)) => Some(pid),
             Err(e) => {
@@ -426,7 +438,9 @@ impl Core {
         now: Instant,
     ) -> Result<(), Fatal> {
         let s = &mut self.syncs[sid];
-        let Some(agent) = s.processes.remove(&pid) else { return Ok(()) };
+        let Some(agent) = s.processes.remove(&pid) else {
+            return Ok(());
+        };
         self.running = self.running.saturating_sub(1);
         match rc {
             Some(b"die") => {
@@ -458,7 +472,9 @@ impl Core {
                     }
                 }
                 if agent.is_list {
-                    log::with(b"Delay", || format!("Finished list = {exitcode}").into_bytes());
+                    log::with(b"Delay", || {
+                        format!("Finished list = {exitcode}").into_bytes()
+                    });
                 } else {
                     s.init_done = true;
                 }
@@ -476,7 +492,13 @@ fn secs(s: f64) -> Duration {
     }
 }
 
-fn log_pushed(list: &DelayList, kind: DelayKind, path: &[u8], path2: Option<&[u8]>, outcome: &Pushed) {
+fn log_pushed(
+    list: &DelayList,
+    kind: DelayKind,
+    path: &[u8],
+    path2: Option<&[u8]>,
+    outcome: &Pushed,
+) {
     if !log::enabled(b"Delay") {
         return;
     }

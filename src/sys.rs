@@ -374,7 +374,15 @@ pub(crate) fn local_time(t: libc::time_t) -> LocalTime {
     // and writes only into `tm`.
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if !ok {
-        return LocalTime { year: 1970, mon: 0, mday: 1, wday: 4, hour: 0, min: 0, sec: 0 };
+        return LocalTime {
+            year: 1970,
+            mon: 0,
+            mday: 1,
+            wday: 4,
+            hour: 0,
+            min: 0,
+            sec: 0,
+        };
     }
     LocalTime {
         year: tm.tm_year + 1900,
@@ -400,8 +408,13 @@ pub(crate) fn openlog(ident: &[u8], facility: i32) {
 
 /// syslog(3) of one message with a priority, passed through "%s" (never as a format).
 pub(crate) fn syslog(priority: u8, message: &[u8]) {
-    let end = message.iter().position(|b| *b == 0).unwrap_or(message.len());
-    let Ok(msg) = CString::new(&message[..end]) else { return };
+    let end = message
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(message.len());
+    let Ok(msg) = CString::new(&message[..end]) else {
+        return;
+    };
     // SAFETY: the format is a literal "%s" and `msg` a valid NUL-terminated string, so syslog
     // reads exactly one string argument.
     unsafe { libc::syslog(libc::c_int::from(priority), c"%s".as_ptr(), msg.as_ptr()) };

@@ -840,6 +840,7 @@ impl Watcher {
 
     /// Heap bytes held by the registry (capacities), for the memory benchmark.
     #[cfg(test)]
+    #[allow(dead_code)]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.reg.heap_bytes()
     }
@@ -860,6 +861,7 @@ impl Watcher {
     }
 
     /// The absolute path (ending in `/`) a wd watches, if it is registered.
+    #[cfg(test)]
     pub(crate) fn path_of_wd(&self, wd: i32) -> Option<Vec<u8>> {
         self.reg.find_wd(wd).map(|idx| self.reg.path(idx))
     }
