@@ -292,69 +292,11 @@ local function runningDelete(config)
 	return nil
 end
 
--- Turns a relative path into an anchored rsync include pattern matching exactly that
--- path (plus, with `dirDelete`, everything below it via `***`).
---
--- rsync treats a pattern as a wildcard pattern only if it contains `*`, `?` or `[`, and
--- only then reads backslashes as escapes. So a path free of those is emitted untouched
--- (escaping a `]` or `\` there would make rsync compare the backslash literally and miss
--- the file), while in a wildcard pattern every `\ * ? [ ]` is escaped (SPEC §15 item 22).
-local function includePattern(path, dirDelete)
-	if not dirDelete and not path:find('[%*%?%[]') then
-		return path
-	end
-	local pattern = path:gsub('[\\%*%?%[%]]', '\\%0')
-	if dirDelete then
-		pattern = pattern .. '***'
-	end
-	return pattern
-end
-
--- Parent directory of a relative path: '/a/b/c' → '/a/b/', '/a/b/' → '/a/', '/a' → '/',
--- '/' → nil.
-local function parentDir(path)
-	return path:match('^(.*/)[^/]+/?$')
-end
-
--- The include list for an event list (SPEC §9.5): every path in queue order (for moves
--- origin and destination), each followed by all of its parent directories, without
--- duplicates. A directory Delete becomes `dir/***` so rsync removes its whole content.
--- Parents are derived from the raw paths and escaped one by one, so each entry is a
--- wildcard pattern only where it has to be.
-function common.includeList(elist)
-	local entries = {}
-	elist.getPaths(function(etype, path, path2)
-		entries[#entries + 1] = { path, etype == 'Delete' and path:sub(-1) == '/' }
-		if path2 then
-			entries[#entries + 1] = { path2, false }
-		end
-		return path, path2
-	end)
-
-	local list, seen = {}, {}
-	local function add(pattern)
-		if not seen[pattern] then
-			seen[pattern] = true
-			list[#list + 1] = pattern
-		end
-	end
-
-	for _, entry in ipairs(entries) do
-		local path, dirDelete = entry[1], entry[2]
-		if path ~= '' then
-			add(includePattern(path, dirDelete))
-			local parent = path
-			if not dirDelete then
-				parent = parentDir(path)
-			end
-			while parent do
-				add(includePattern(parent, false))
-				parent = parentDir(parent)
-			end
-		end
-	end
-	return list
-end
+-- The include list of an event list (SPEC §9.5: every path in queue order, a move's
+-- origin and destination, each followed by its parent directories, no duplicates; a
+-- directory Delete as `dir/***`; wildcard characters escaped only in patterns that have
+-- any, SPEC §15 item 22) is built by the core: lsyncd._includeList(elist) returns its
+-- length, the list joined by NUL bytes and, when Normal is logged, joined by newlines.
 
 -- Spawns the running-mode rsync for `elist` towards `target` (SPEC §9.5). Returns false,
 -- spawning nothing and leaving every event queued, when the list has no path at all
@@ -362,21 +304,21 @@ end
 -- reading lsyncd's own stdin (SPEC §15 item 21).
 function common.runList(inlet, elist, target)
 	local config = inlet.getConfig()
-	local list = common.includeList(elist)
-	if #list == 0 then
+	local count, stdin, shown = lsyncd._includeList(elist)
+	if count == 0 then
 		return false
 	end
 
 	log(
 		'Normal',
 		'Calling rsync with filter-list of new/modified files/dirs\n',
-		table.concat(list, '\n')
+		shown
 	)
 
 	spawn(
 		elist,
 		config.rsync.binary,
-		'<', table.concat(list, '\0'),
+		'<', stdin,
 		config.rsync._computed,
 		'-r',
 		runningDelete(config),
@@ -504,16 +446,11 @@ end
 -- Blanket goes into one rsync.
 local function actionAll(inlet)
 	local config = inlet.getConfig()
-	local elist = inlet.getEvents(function(event)
-		local etype = event.etype
-		if etype == 'Init' or etype == 'Blanket' then
-			return false
-		end
-		if etype == 'Full' then
-			return common.batchesFull(config)
-		end
-		return true
-	end)
+	local skip = { 'Init', 'Blanket' }
+	if not common.batchesFull(config) then
+		skip[3] = 'Full'
+	end
+	local elist = lsyncd._getEventsExcept(inlet, skip)
 	common.runList(inlet, elist, config.target)
 end
 

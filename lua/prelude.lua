@@ -15,6 +15,9 @@
 
 local core = ...
 
+-- Most garbage here (event tables, path strings) dies young.
+collectgarbage( "generational" )
+
 local type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable =
 	type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable
 local sub, match, concat = string.sub, string.match, table.concat
@@ -168,12 +171,15 @@ local syncsL = { }
 -- per sync id: delay id -> event (move origin), and -> move destination
 local evcache = { }
 local evcache2 = { }
--- event -> { sid, did, isDestination }
-local evinfo = setmetatable( { }, { __mode = 'k' } )
+-- event -> { sid, did, isDestination, etype, path, path2 }; a delay's type and paths
+-- never change, only its status. Entries go with the delay (hooks.forget).
+local evinfo = { }
 -- event list -> { sid, dids }
 local elinfo = setmetatable( { }, { __mode = 'k' } )
 -- running pid -> agent
 local agents = { }
+-- inlet -> sync id
+local inletSid = setmetatable( { }, { __mode = 'k' } )
 
 local function lastComponent( p )
 	return match( p, '([^/]+/?)$' )
@@ -189,22 +195,14 @@ end
 
 -- P of an event: its path, or the destination path for a move destination.
 local function evpath( info )
-	local etype, status, path, path2 = core.dinfo( info[ 1 ], info[ 2 ] )
-	if etype == nil then
-		error( 'event refers to a delay that is gone', 3 )
-	end
-	if info[ 3 ] then return path2, etype, status end
-	return path, etype, status
+	if info[ 3 ] then return info[ 6 ] end
+	return info[ 5 ]
 end
 
 local eventFields = {
-	etype = function( ev, info )
-		local _, etype = evpath( info )
-		return etype
-	end,
+	etype = function( ev, info ) return info[ 4 ] end,
 	status = function( ev, info )
-		local _, _, status = evpath( info )
-		return status
+		return core.dstatus( info[ 1 ], info[ 2 ] ) or 'gone'
 	end,
 	config = function( ev, info ) return syncsL[ info[ 1 ] ].config end,
 	inlet = function( ev, info ) return syncsL[ info[ 1 ] ].inlet end,
@@ -255,11 +253,12 @@ local function mkevent( sid, did, destination )
 	local cache = destination and evcache2[ sid ] or evcache[ sid ]
 	local ev = cache[ did ]
 	if ev then return ev end
+	local etype, _, path, path2 = core.dinfo( sid, did )
 	ev = { }
-	evinfo[ ev ] = { sid, did, destination }
+	evinfo[ ev ] = { sid, did, destination, etype, path or '', path2 }
 	if destination then
 		rawset( ev, 'move', 'To' )
-	elseif core.isMove( sid, did ) then
+	elseif etype == 'Move' then
 		rawset( ev, 'move', 'Fr' )
 	end
 	setmetatable( ev, eventMeta )
@@ -270,8 +269,17 @@ end
 local function getPaths( info, mutator )
 	local sid, dids = info[ 1 ], info[ 2 ]
 	local r, n = { }, 0
+	local cache = evcache[ sid ]
 	for i = 1, #dids do
-		local etype, _, path, path2 = core.dinfo( sid, dids[ i ] )
+		local did = dids[ i ]
+		local ev = cache[ did ]
+		local etype, path, path2
+		if ev then
+			local ei = evinfo[ ev ]
+			etype, path, path2 = ei[ 4 ], ei[ 5 ], ei[ 6 ]
+		else
+			etype, _, path, path2 = core.dinfo( sid, did )
+		end
 		if mutator then
 			local a, b = mutator( etype, path, path2 )
 			if a ~= nil then n = n + 1; r[ n ] = a end
@@ -443,6 +451,7 @@ function alarm( timestamp, func, extra )
 		if timestamp < alarms[ i ].timestamp then pos = i; break end
 	end
 	table.insert( alarms, pos, { timestamp = timestamp, func = func, extra = extra } )
+	core.setAlarm( alarms[ 1 ].timestamp )
 end
 
 function observefd( )
@@ -508,6 +517,17 @@ lsyncd = {
 		return core.exec( argv )
 	end,
 	dump = dump,
+	-- Internal fast paths of the bundled rsync layers (the same results as
+	-- inlet.getEvents with a test on etype only, and as building the include
+	-- list from elist.getPaths in Lua), computed in the core.
+	_getEventsExcept = function( inlet, etypes )
+		local sid = inletSid[ inlet ]
+		return mklist( sid, core.getEventsExcept( sid, etypes ) )
+	end,
+	_includeList = function( elist )
+		local info = elinfo[ elist ]
+		return core.includeList( info[ 1 ], info[ 2 ] )
+	end,
 }
 
 ------------------------------------------------------------------------------
@@ -589,6 +609,7 @@ addSync = function( opts, where )
 	evcache[ sid ] = { }
 	evcache2[ sid ] = { }
 	local inlet = mkinlet( sid )
+	inletSid[ inlet ] = sid
 	syncsL[ sid ] = { config = config, inlet = inlet }
 	return inlet
 end
@@ -847,24 +868,21 @@ end
 function hooks.forget( list )
 	for i = 1, #list, 2 do
 		local sid, did = list[ i ], list[ i + 1 ]
-		evcache[ sid ][ did ] = nil
-		evcache2[ sid ][ did ] = nil
+		local c, c2 = evcache[ sid ], evcache2[ sid ]
+		local ev, ev2 = c[ did ], c2[ did ]
+		if ev then evinfo[ ev ] = nil; c[ did ] = nil end
+		if ev2 then evinfo[ ev2 ] = nil; c2[ did ] = nil end
 	end
 end
 
--- Earliest user alarm, or nil.
-function hooks.alarmTime( )
-	local a = alarms[ 1 ]
-	return a and a.timestamp
-end
-
--- Runs the user alarms that are due.
+-- Runs the user alarms that are due; tells the core when the next one is.
 function hooks.runAlarms( )
 	local t = core.now( )
 	while alarms[ 1 ] and alarms[ 1 ].timestamp <= t do
 		local a = table.remove( alarms, 1 )
 		a.func( a.timestamp, a.extra )
 	end
+	core.setAlarm( alarms[ 1 ] and alarms[ 1 ].timestamp )
 end
 
 function hooks.settings( )

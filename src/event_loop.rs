@@ -318,10 +318,8 @@ fn main_loop(
                     }
                 }
             }
-            match rt.alarm_time() {
-                Ok(Some(t)) => next = Some(next.map_or(t, |n| n.min(t))),
-                Ok(None) => {}
-                Err(code) => return RunEnd::Exit(code),
+            if let Some(t) = core.borrow().user_alarm {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
             if let Some(t) = status.next_due() {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -338,10 +336,12 @@ fn main_loop(
         }
         // 3. dispatch; signals first, so a pending HUP/TERM drops the inotify burst (SPEC §3.3)
         let mut inotify_ready = false;
+        let mut child_exited = false;
         for ev in events.iter() {
             match ev.token() {
                 SIGNALS => {
                     let pending = p.signals.drain();
+                    child_exited |= pending.chld;
                     if let Some(sig) = pending.term {
                         if p.term.is_none() {
                             p.term = Some(sig);
@@ -391,9 +391,11 @@ fn main_loop(
         if fade.is_some() {
             core.borrow_mut().fading = true;
         }
-        // 4. reap
+        // 4. reap (after a SIGCHLD: the signal pipe was emptied first, so none is lost)
         reaped.clear();
-        spawn::reap(&mut reaped);
+        if child_exited {
+            spawn::reap(&mut reaped);
+        }
         for &(pid, code) in &reaped {
             let owner = core.borrow_mut().pid_owner.remove(&pid);
             let Some(sid) = owner else {
@@ -436,8 +438,14 @@ fn main_loop(
         if let Err(code) = invoke_actions(rt, core, &mut round_robin) {
             return RunEnd::Exit(code);
         }
-        if let Err(code) = rt.run_alarms() {
-            return RunEnd::Exit(code);
+        let alarm_due = core
+            .borrow()
+            .user_alarm
+            .is_some_and(|t| t <= Instant::now());
+        if alarm_due {
+            if let Err(code) = rt.run_alarms() {
+                return RunEnd::Exit(code);
+            }
         }
         if let Err(code) = rt.forget_removed() {
             return RunEnd::Exit(code);

@@ -446,13 +446,6 @@ impl Runtime {
         self.call_hook::<()>("forget", t)
     }
 
-    /// The earliest user alarm (SPEC §2.2 `alarm`), as an instant.
-    pub(crate) fn alarm_time(&self) -> Result<Option<Instant>, i32> {
-        let v: Value = self.call_hook("alarmTime", ())?;
-        let origin = self.core.borrow().origin;
-        Ok(ts_of(&v).map(|t| origin + std::time::Duration::from_secs_f64(t.0.max(0.0))))
-    }
-
     pub(crate) fn run_alarms(&self) -> Result<(), i32> {
         self.call_hook::<()>("runAlarms", ())
     }
@@ -584,6 +577,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
 /// | `logEnabled` | category | boolean |
 /// | `terminate` | code | (exits) |
 /// | `now` | — | timestamp |
+/// | `setAlarm` | timestamp or nil | the earliest user alarm, for the loop's timeout |
 /// | `isTimestamp`, `tsSeconds` | value | boolean / seconds |
 /// | `realdir` | path | absolute dir with `/`, or nil + error text |
 /// | `readdir` | path | { name = isdir } or nil |
@@ -591,9 +585,11 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
 /// | `isSymlink` | path | whether the path itself is a symlink |
 /// | `addSync` | config table | sync id |
 /// | `dinfo` | sid, did | etype, status, path, path2 (nil if gone) |
-/// | `isMove` | sid, did | boolean |
+/// | `dstatus` | sid, did | status or nil |
 /// | `nextWait` | sid | did or nil |
 /// | `getEvents` | sid, test(did) or nil | array of dids |
+/// | `getEventsExcept` | sid, array of etypes | array of dids (getEvents rejecting those types) |
+/// | `includeList` | sid, dids | count, NUL-joined list, newline-joined list or nil |
 /// | `discard` | sid, did | — |
 /// | `blanket`, `fullEvent` | sid[, path] | did |
 /// | `addExclude`, `rmExclude`, `getExcludes`, `getFilters`, `hasFilters`, `appendFilter` | sid, … | SPEC §5.7 |
@@ -632,6 +628,19 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             lua.create_function(move |_, ()| {
                 let origin = core.borrow().origin;
                 Ok(Timestamp(origin.elapsed().as_secs_f64()))
+            })?,
+        )?;
+    }
+    {
+        let core = core.clone();
+        api.set(
+            "setAlarm",
+            lua.create_function(move |_, t: Value| {
+                let mut c = core.borrow_mut();
+                let origin = c.origin;
+                c.user_alarm =
+                    ts_of(&t).map(|t| origin + std::time::Duration::from_secs_f64(t.0.max(0.0)));
+                Ok(())
             })?,
         )?;
     }
@@ -733,11 +742,11 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     {
         let core = core.clone();
         api.set(
-            "isMove",
+            "dstatus",
             lua.create_function(move |_, (sid, did): (i64, i64)| {
                 let c = core.borrow();
                 let s = &c.syncs[sid_check(&c, sid)?];
-                Ok(matches!(s.delays.get(did_of(did)), Some(d) if d.kind == DelayKind::Move))
+                Ok(s.delays.get(did_of(did)).map(|d| d.status.as_str()))
             })?,
         )?;
     }
@@ -787,6 +796,62 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
                     out.push(id.0 as i64);
                 }
                 lua.create_sequence_from(out)
+            })?,
+        )?;
+    }
+    {
+        // getEvents with a test on the event type only, evaluated here without building event
+        // tables (the bundled rsync layers' fast path; same result as a Lua test).
+        let core = core.clone();
+        api.set(
+            "getEventsExcept",
+            lua.create_function(move |lua, (sid, skip): (i64, Table)| {
+                let mut skipped: Vec<DelayKind> = Vec::new();
+                for k in skip.sequence_values::<mlua::String>() {
+                    if let Some(kind) = DelayKind::from_lua_str(&k?.as_bytes()) {
+                        skipped.push(kind);
+                    }
+                }
+                let c = core.borrow();
+                let s = &c.syncs[sid_check(&c, sid)?];
+                let mut excluded: HashSet<DelayId> = HashSet::new();
+                let mut out: Vec<i64> = Vec::new();
+                for (id, d) in s.delays.iter() {
+                    let blocked_out = s
+                        .delays
+                        .blocked_by(id)
+                        .is_some_and(|b| excluded.contains(&b));
+                    if d.status == Status::Active || skipped.contains(&d.kind) || blocked_out {
+                        excluded.insert(id);
+                        continue;
+                    }
+                    out.push(id.0 as i64);
+                }
+                lua.create_sequence_from(out)
+            })?,
+        )?;
+    }
+    {
+        // The running-mode include list of an event list (SPEC §9.5): (count, the list joined
+        // by NUL for rsync's stdin, the list joined by newlines when Normal is logged).
+        let core = core.clone();
+        api.set(
+            "includeList",
+            lua.create_function(move |lua, (sid, dids): (i64, Table)| {
+                let ids: Vec<DelayId> = dids
+                    .sequence_values::<i64>()
+                    .map(|v| v.map(did_of))
+                    .collect::<mlua::Result<_>>()?;
+                let c = core.borrow();
+                let s = &c.syncs[sid_check(&c, sid)?];
+                let list = crate::sync::include_list(&s.delays, &ids);
+                let stdin = lua.create_string(list.join(&b'\0'))?;
+                let shown = if log::enabled(b"Normal") {
+                    Value::String(lua.create_string(list.join(&b'\n'))?)
+                } else {
+                    Value::Nil
+                };
+                Ok((list.len() as i64, stdin, shown))
             })?,
         )?;
     }
