@@ -171,9 +171,11 @@ local syncsL = { }
 -- per sync id: delay id -> event (move origin), and -> move destination
 local evcache = { }
 local evcache2 = { }
--- event -> { sid, did, isDestination, etype, path, path2 }; a delay's type and paths
--- never change, only its status. Entries go with the delay (hooks.forget).
-local evinfo = { }
+-- event -> { sid, did, isDestination, etype, path, path2, spawned }; a delay's type and
+-- paths never change, only its status. Weak keys: an entry lives as long as its event
+-- table, which user code may keep after the delay is gone (upstream's events hold their
+-- delay object, so their fields stay readable); hooks.forget only drops the cache.
+local evinfo = setmetatable( { }, { __mode = 'k' } )
 -- event list -> { sid, dids }
 local elinfo = setmetatable( { }, { __mode = 'k' } )
 -- running pid -> agent
@@ -201,8 +203,10 @@ end
 
 local eventFields = {
 	etype = function( ev, info ) return info[ 4 ] end,
+	-- a delay that is gone keeps the status it had last, as upstream's delay objects do:
+	-- 'active' once a process was spawned for it (then collected), else 'wait' (discarded)
 	status = function( ev, info )
-		return core.dstatus( info[ 1 ], info[ 2 ] ) or 'gone'
+		return core.dstatus( info[ 1 ], info[ 2 ] ) or ( info[ 7 ] and 'active' or 'wait' )
 	end,
 	config = function( ev, info ) return syncsL[ info[ 1 ] ].config end,
 	inlet = function( ev, info ) return syncsL[ info[ 1 ] ].inlet end,
@@ -382,6 +386,18 @@ end
 ------------------------------------------------------------------------------
 -- spawn / spawnShell (SPEC §6.1, §6.2)
 ------------------------------------------------------------------------------
+
+-- Remembers that a process was spawned for these delays: the status their event
+-- tables keep once the delays are gone.
+local function markSpawned( sid, dids )
+	local c, c2 = evcache[ sid ], evcache2[ sid ]
+	for i = 1, #dids do
+		local ev, ev2 = c[ dids[ i ] ], c2[ dids[ i ] ]
+		if ev then evinfo[ ev ][ 7 ] = true end
+		if ev2 then evinfo[ ev2 ][ 7 ] = true end
+	end
+end
+
 function spawn( agent, binary, ... )
 	if type( agent ) ~= 'table' then
 		error( 'spawning with an invalid agent', 2 )
@@ -433,7 +449,10 @@ function spawn( agent, binary, ... )
 		table.remove( argv, 2 )
 	end
 	local pid = core.spawn( sid, dids, isList, argv, stdin )
-	if pid then agents[ pid ] = agent end
+	if pid then
+		agents[ pid ] = agent
+		markSpawned( sid, isList and dids or { dids } )
+	end
 end
 
 function spawnShell( agent, command, ... )
@@ -689,15 +708,21 @@ local function translate( command )
 	command = match( command, '^%s*(.-)%s*$' )
 	local first = sub( command, 1, 1 )
 	if first == '/' then
-		-- direct exec: split at spaces outside double quotes, quotes kept
-		local args, cur, quoted = { }, { }, false
+		-- direct exec: split at spaces outside double quotes, quotes kept; as
+		-- upstream, all whitespace (tabs, newlines) after a separating space is
+		-- dropped, while other whitespace stays in the argument
+		local args, cur, quoted, separating = { }, { }, false, false
 		for i = 1, #command do
 			local c = sub( command, i, i )
-			if c == '"' then quoted = not quoted end
-			if c == ' ' and not quoted then
-				if #cur > 0 then args[ #args + 1 ] = concat( cur ); cur = { } end
-			else
-				cur[ #cur + 1 ] = c
+			if not ( separating and match( c, '^%s$' ) ) then
+				separating = false
+				if c == '"' then quoted = not quoted end
+				if c == ' ' and not quoted then
+					if #cur > 0 then args[ #args + 1 ] = concat( cur ); cur = { } end
+					separating = true
+				else
+					cur[ #cur + 1 ] = c
+				end
 			end
 		end
 		if #cur > 0 then args[ #args + 1 ] = concat( cur ) end
@@ -868,10 +893,8 @@ end
 function hooks.forget( list )
 	for i = 1, #list, 2 do
 		local sid, did = list[ i ], list[ i + 1 ]
-		local c, c2 = evcache[ sid ], evcache2[ sid ]
-		local ev, ev2 = c[ did ], c2[ did ]
-		if ev then evinfo[ ev ] = nil; c[ did ] = nil end
-		if ev2 then evinfo[ ev2 ] = nil; c2[ did ] = nil end
+		evcache[ sid ][ did ] = nil
+		evcache2[ sid ][ did ] = nil
 	end
 end
 
@@ -883,6 +906,24 @@ function hooks.runAlarms( )
 		a.func( a.timestamp, a.extra )
 	end
 	core.setAlarm( alarms[ 1 ] and alarms[ 1 ].timestamp )
+end
+
+-- The config test mode's summary: one line per sync.
+function hooks.summary( )
+	local lines = { }
+	for sid = 0, #syncsL do
+		local s = syncsL[ sid ]
+		if s then
+			local c = s.config
+			local target = c.target
+			if target == nil and c.host then
+				target = tostring( c.host ) .. ':' .. tostring( c.targetdir )
+			end
+			lines[ #lines + 1 ] = tostring( c.name ) .. ': ' .. c.source .. ' -> '
+				.. tostring( target ) .. ' (delay ' .. tostring( c.delay or 0 ) .. ')'
+		end
+	end
+	return table.concat( lines, '\n' )
 end
 
 function hooks.settings( )

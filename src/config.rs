@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     /// syslog facility code (already shifted), `user` by default.
     pub(crate) logfacility: i32,
     pub(crate) logident: Vec<u8>,
+    /// Startup transfers that fail temporarily are retried (SPEC §13.6).
+    pub(crate) insist: bool,
     /// Raw `inotifyMode`; validated when the first watch is added (SPEC §2.9).
     pub(crate) inotify_mode: Option<Vec<u8>>,
     pub(crate) max_processes: Option<usize>,
@@ -77,6 +79,7 @@ impl Settings {
             status_interval: number(&get("statusInterval")).unwrap_or(10.0).max(0.0),
             logfacility,
             logident: bytes(&get("logident")).unwrap_or_else(|| b"lsyncd".to_vec()),
+            insist: truthy(&get("insist")),
             inotify_mode: bytes(&get("inotifyMode")),
             max_processes: number(&get("maxProcesses"))
                 .filter(|n| *n >= 1.0)

@@ -33,6 +33,7 @@ use crate::daemon;
 use crate::delay::DelayKind;
 use crate::log;
 use crate::lua_rt::Runtime;
+use crate::notify::Notifier;
 use crate::signals::Signals;
 use crate::spawn::{self, Spawner};
 use crate::status;
@@ -58,6 +59,7 @@ struct Process {
     pidfile: Option<daemon::Pidfile>,
     /// A TERM/INT noticed while restarting is not lost.
     term: Option<i32>,
+    notifier: Notifier,
 }
 
 /// Runs the daemon for a parsed command line; returns the exit code.
@@ -96,6 +98,7 @@ pub(crate) fn run(cli: &Cli) -> i32 {
         daemonized: false,
         pidfile: None,
         term: None,
+        notifier: Notifier::from_env(),
     };
     let mut first = true;
     loop {
@@ -160,7 +163,7 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         }
     }
     if cli.configtest {
-        return RunEnd::Exit(0);
+        return config_test(&rt, &core, &settings);
     }
     // Running phase (SPEC §2.1 step 8i).
     let daemonize = first && !settings.nodaemon;
@@ -268,6 +271,33 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
     }
 }
 
+/// `-t`: everything is loaded and checked (prepare and gauges ran, sources resolved, exclude
+/// and filter files read); the settings checked at startup are checked too. Prints a summary
+/// and exits 0, watching and spawning nothing.
+fn config_test(rt: &Runtime, core: &Rc<RefCell<Core>>, settings: &Settings) -> RunEnd {
+    if let Err(e) = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")) {
+        log::error(e);
+        return RunEnd::Exit(255);
+    }
+    let summary = match rt.summary() {
+        Ok(s) => s,
+        Err(code) => return RunEnd::Exit(code),
+    };
+    let n = core.borrow().syncs.len();
+    let mut out = format!(
+        "Configuration OK: {n} sync{}\n",
+        if n == 1 { "" } else { "s" }
+    )
+    .into_bytes();
+    for line in summary.split(|b| *b == b'\n') {
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+    RunEnd::Exit(0)
+}
+
 fn watch_error(e: WatchError) -> i32 {
     match e {
         WatchError::Limit { .. } => log::error(e.to_string()),
@@ -296,6 +326,8 @@ fn main_loop(
     let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(128 + sig));
     let mut last_waiting_log: Option<Instant> = None;
     let mut round_robin = 0usize;
+    // The inotify queue still holds events from a read cut short (ReadOutcome::More).
+    let mut inotify_more = false;
     let mut status =
         status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
     if fade.is_some() {
@@ -305,7 +337,9 @@ fn main_loop(
         // 1. timeout
         let now = Instant::now();
         let timeout = if fade.is_some() {
-            None
+            p.notifier
+                .next_due()
+                .map(|t| t.saturating_duration_since(now))
         } else {
             let mut next: Option<Instant> = None;
             {
@@ -321,8 +355,14 @@ fn main_loop(
             if let Some(t) = core.borrow().user_alarm {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
-            if let Some(t) = status.next_due() {
+            for t in [status.next_due(), p.notifier.next_due()]
+                .into_iter()
+                .flatten()
+            {
                 next = Some(next.map_or(t, |n| n.min(t)));
+            }
+            if inotify_more {
+                next = Some(now);
             }
             next.map(|t| t.saturating_duration_since(now))
         };
@@ -348,10 +388,12 @@ fn main_loop(
                         }
                         let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
                         log::normal(format!("--- {name} signal, fading ---"));
+                        p.notifier.stopping();
                         fade = Some(Fade::Exit(128 + p.term.unwrap_or(sig)));
                     }
                     if pending.hup && fade.is_none() {
                         log::normal("--- HUP signal, resetting ---");
+                        p.notifier.reloading();
                         fade = Some(Fade::Restart);
                     }
                 }
@@ -371,15 +413,18 @@ fn main_loop(
             }
         }
         let now = Instant::now();
-        if inotify_ready && fade.is_none() {
+        if (inotify_ready || inotify_more) && fade.is_none() {
+            inotify_more = false;
             fs_events.clear();
             let outcome = watcher.read(&mut fs_events, &mut |dir| core.borrow().concerns(dir));
             match outcome {
                 Ok(ReadOutcome::Overflow) => {
                     log::normal("--- OVERFLOW in event queue ---");
+                    p.notifier.reloading();
                     fade = Some(Fade::Restart);
                 }
-                Ok(ReadOutcome::Ok) => {
+                Ok(outcome @ (ReadOutcome::Ok | ReadOutcome::More)) => {
+                    inotify_more = outcome == ReadOutcome::More;
                     let mut c = core.borrow_mut();
                     for ev in &fs_events {
                         c.dispatch(ev, now);
@@ -424,6 +469,7 @@ fn main_loop(
                     Fade::Exit(code) => RunEnd::Exit(code),
                 };
             }
+            p.notifier.watchdog(Instant::now());
             if last_waiting_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                 log::normal(format!("waiting for {running} more child processes."));
                 last_waiting_log = Some(Instant::now());
@@ -451,7 +497,27 @@ fn main_loop(
             return RunEnd::Exit(code);
         }
         status.maybe_write(&core.borrow(), watcher);
+        notify(&mut p.notifier, &core.borrow(), watcher, settings);
     }
+}
+
+/// systemd: READY=1 once every startup transfer is done (or is being retried with insist),
+/// STATUS= with what the daemon is doing, WATCHDOG=1.
+fn notify(n: &mut Notifier, core: &Core, watcher: &Watcher, settings: &Settings) {
+    let now = Instant::now();
+    if core.init_pending == 0 || (settings.insist && core.init_retried) {
+        n.ready();
+    }
+    let pending: usize = core.syncs.iter().map(|s| s.delays.len()).sum();
+    n.status(
+        format!(
+            "Watching {} directories, {pending} pending events, {} running processes",
+            watcher.len(),
+            core.running
+        ),
+        now,
+    );
+    n.watchdog(now);
 }
 
 /// onepass (SPEC §13.7, with the fix of §15 item 23): syncs whose first transfer finished are

@@ -407,10 +407,22 @@ impl Excludes {
     /// `"<sign> <pattern>"` per filter rule, then `"- <pattern>"` per exclude
     /// (`inlet.getFilters()`).
     pub(crate) fn filters(&self) -> Vec<Vec<u8>> {
-        let rules = self.filters.iter().flatten().map(|r| (r.sign, &r.pattern));
         let excludes = self.excludes.iter().map(|p| (b'-', p));
-        rules
-            .chain(excludes)
+        Self::lines(self.rules().chain(excludes))
+    }
+
+    /// `"<sign> <pattern>"` per filter rule only, as the status file lists them (SPEC §12.1:
+    /// upstream never lists the excludes there).
+    pub(crate) fn filter_rules(&self) -> Vec<Vec<u8>> {
+        Self::lines(self.rules())
+    }
+
+    fn rules(&self) -> impl Iterator<Item = (u8, &Pattern)> {
+        self.filters.iter().flatten().map(|r| (r.sign, &r.pattern))
+    }
+
+    fn lines<'a>(items: impl Iterator<Item = (u8, &'a Pattern)>) -> Vec<Vec<u8>> {
+        items
             .map(|(sign, p)| {
                 let mut line = Vec::with_capacity(p.raw.len() + 2);
                 line.push(sign);

@@ -140,7 +140,11 @@ impl UserData for Timestamp {
 pub(crate) fn error_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => error_message(cause),
-        mlua::Error::RuntimeError(m) => m.clone(),
+        // Lua's own traceback belongs to the (hidden) traceback category, not the message.
+        mlua::Error::RuntimeError(m) => match m.find("\nstack traceback:") {
+            Some(i) => m[..i].to_string(),
+            None => m.clone(),
+        },
         mlua::Error::SyntaxError { message, .. } => message.clone(),
         mlua::Error::ExternalError(e) => e.to_string(),
         mlua::Error::WithContext { cause, .. } => error_message(cause),
@@ -397,6 +401,12 @@ impl Runtime {
     ) -> Result<R, i32> {
         let f: Function = self.hooks.get(name).map_err(|e| fatal_lua(&e))?;
         f.call::<R>(args).map_err(|e| fatal_lua(&e))
+    }
+
+    /// One line per sync for `-t` (source, target, delay).
+    pub(crate) fn summary(&self) -> Result<Vec<u8>, i32> {
+        let s: mlua::String = self.call_hook("summary", ())?;
+        Ok(s.as_bytes().to_vec())
     }
 
     /// `config.init(event)` for an Init delay.

@@ -15,6 +15,7 @@ mod event_loop;
 mod exclude;
 mod log;
 mod lua_rt;
+mod notify;
 mod signals;
 mod spawn;
 mod status;

@@ -97,7 +97,7 @@ pub(crate) fn render(core: &Core, watcher: &Watcher) -> Vec<u8> {
             out.push(b'\n');
         }
         out.extend_from_slice(b"Filtering:\n");
-        let filters = s.excludes.filters();
+        let filters = s.excludes.filter_rules();
         if filters.is_empty() {
             out.extend_from_slice(b"  nothing.\n");
         }

@@ -73,6 +73,10 @@ pub(crate) struct Core {
     pub(crate) origin: Instant,
     /// The earliest user `alarm()`, kept here so the loop need not ask Lua every pass.
     pub(crate) user_alarm: Option<Instant>,
+    /// Init delays not finished yet: the startup transfers still to do.
+    pub(crate) init_pending: usize,
+    /// A startup transfer failed temporarily and is being retried (insist).
+    pub(crate) init_retried: bool,
 }
 
 impl Core {
@@ -89,6 +93,8 @@ impl Core {
             child_logfile: None,
             origin,
             user_alarm: None,
+            init_pending: 0,
+            init_retried: false,
         }
     }
 
@@ -256,6 +262,7 @@ impl Core {
         let s = &mut self.syncs[sid];
         s.delays
             .push_unblocked(DelayKind::Init, Box::default(), None);
+        self.init_pending += 1;
     }
 
     /// When the main loop must wake up for this sync: `None` never, else the instant
@@ -335,7 +342,11 @@ impl Core {
         let s = &mut self.syncs[sid];
         match s.delays.get(id) {
             Some(d) if d.status == Status::Wait => {
-                s.delays.remove(id);
+                if let Some(d) = s.delays.remove(id) {
+                    if d.kind == DelayKind::Init {
+                        self.init_pending = self.init_pending.saturating_sub(1);
+                    }
+                }
                 self.removed.push((sid, id));
             }
             Some(d) => log::error(format!(
@@ -454,12 +465,18 @@ impl Core {
                 let wait = s.delay.unwrap_or(0.0).max(1.0);
                 let alarm = Some(now + secs(wait));
                 for id in &agent.dids {
+                    if s.delays.get(*id).is_some_and(|d| d.kind == DelayKind::Init) {
+                        self.init_retried = true;
+                    }
                     s.delays.set_wait(*id, alarm);
                 }
             }
             _ => {
                 for id in &agent.dids {
                     if let Some(d) = s.delays.remove(*id) {
+                        if d.kind == DelayKind::Init {
+                            self.init_pending = self.init_pending.saturating_sub(1);
+                        }
                         if !agent.is_list {
                             log::with(b"Delay", || {
                                 format!("Finish of {} on ", d.kind.as_lua_str())

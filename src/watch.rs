@@ -110,10 +110,17 @@ pub(crate) struct FsEvent {
     pub(crate) path2: Option<Vec<u8>>,
 }
 
+/// The most events one `read` call hands back.
+pub(crate) const READ_BATCH: usize = 65536;
+
 /// What `read` saw besides events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadOutcome {
     Ok,
+    /// `out` reached [`READ_BATCH`] events before the queue was empty: call `read` again
+    /// (without waiting for readiness) once they are handled. Bounds memory when a stopped or
+    /// slow daemon finds a very long kernel queue.
+    More,
     /// `IN_Q_OVERFLOW`: events were lost; the caller restarts fully (SPEC §3.3, §13.5).
     Overflow,
 }
@@ -941,6 +948,9 @@ impl Watcher {
                 if !pairer.feed(ev, &mut emit)? {
                     return Ok(ReadOutcome::Overflow);
                 }
+            }
+            if out.len() >= READ_BATCH {
+                return Ok(ReadOutcome::More);
             }
         }
     }

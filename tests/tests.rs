@@ -24,5 +24,8 @@ mod delete_modes;
 mod exclude_sync;
 mod harness;
 mod live_sync;
+mod notify;
+mod production;
 mod rsync_sync;
 mod signals;
+mod watch_limits;

@@ -1,0 +1,94 @@
+//! systemd readiness (issue: Type=notify units): with `NOTIFY_SOCKET` set the daemon sends
+//! `READY=1` only once the startup transfer finished, then `STATUS=` lines, and `STOPPING=1`
+//! on TERM. The test is the listening end of the datagram socket, as systemd would be.
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use crate::util::{lua_str, rsync_path, Daemon, TestDir};
+
+/// Collects datagrams for up to `timeout`, stopping early once `until` matched one.
+fn receive(sock: &UnixDatagram, got: &mut Vec<String>, timeout: Duration, until: &str) -> bool {
+    let end = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = msg.starts_with(until);
+            got.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
+    let rsync = rsync_path();
+    let dir = TestDir::new();
+    dir.write("src/a.txt", "a\n");
+    // The startup rsync waits for a gate file, so "not ready yet" can be observed.
+    let gate = dir.path("gate");
+    let gated = dir.write(
+        "gated-rsync.sh",
+        format!(
+            "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.05; done\nexec '{}' \"$@\"\n",
+            gate.display(),
+            rsync.display()
+        ),
+    );
+    std::fs::set_permissions(&gated, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let config = dir.config(
+        "notify.lua",
+        &format!(
+            "sync{{ default.rsync, source = {}, target = {}, delay = 1, rsync = {{ binary = {} }} }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+            lua_str(gated.to_string_lossy().as_bytes())
+        ),
+    );
+    let sock_path = dir.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &sock_path);
+    });
+
+    let mut got = Vec::new();
+    d.wait_log("recursive full rsync");
+    let early = receive(&sock, &mut got, Duration::from_millis(1500), "READY=1");
+    assert!(
+        !early,
+        "READY=1 before the startup transfer finished: {got:?}"
+    );
+
+    std::fs::write(&gate, b"").expect("open the gate");
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(20), "READY=1"),
+        "no READY=1: {got:?}"
+    );
+    d.wait_startup();
+
+    dir.write("src/b.txt", "b\n");
+    assert!(
+        receive(
+            &sock,
+            &mut got,
+            Duration::from_secs(20),
+            "STATUS=Watching 1 directories"
+        ),
+        "no STATUS= line: {got:?}"
+    );
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+
+    d.signal("TERM");
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(20), "STOPPING=1"),
+        "no STOPPING=1: {got:?}"
+    );
+    assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(143));
+}
