@@ -6,9 +6,19 @@ Mirrors a local source to a local `target` with one cp / mkdir / rm / mv per eve
 per-event commands are ignored (there is no network to retry); only the startup rsync is
 judged, like rsyncssh's.
 
-One deliberate difference from upstream: a symlink created while running is copied as a
-symlink (`cp -P`), as the startup rsync (`-l`) does; upstream's plain `cp -p` follows it,
-copying the referent instead, failing on a dangling link or on a link to a directory.
+Deliberate differences from upstream, each keeping upstream's argv where it is safe:
+- a symlink created while running is copied as a symlink (`cp -P`), as the startup rsync
+  (`-l`) does; upstream's plain `cp -p` follows it, copying the referent instead, failing on
+  a dangling link or on a link to a directory;
+- a file copied onto a target path that is a symlink (a link replaced by a file: the Delete
+  is folded into the Create) replaces the link (`--remove-destination`); plain `cp` would
+  write through it, possibly outside the target;
+- a move whose destination exists on the target as a directory or a symlink (rename(2)
+  replaced an empty directory or a symlink in the source) clears it first: plain `mv`
+  would move into that directory, or through the symlink to wherever it points;
+- a target that names the root directory ('/', '', '//', '/tmp/..') is refused while any
+  delete mode is on, before anything runs: the startup rsync --delete would erase it.
+  Upstream only checks the paths of single Delete and Move events, after the startup.
 
 Loaded by the runtime after default-rsyncssh.lua, as chunk "@default-direct.lua".
 
@@ -42,11 +52,43 @@ local function deletesWhileRunning(config)
 	return config.delete == true or config.delete == 'running'
 end
 
+-- True if `path` names the root directory: '' or nothing but '/' and '.' components, or
+-- '..' components climbing back to it ('/tmp/..'). Symlinks are not resolved.
+local function isRoot(path)
+	if path == '' then
+		return true
+	end
+	if path:sub(1, 1) ~= '/' then
+		return false
+	end
+	local depth = 0
+	for part in path:gmatch('[^/]+') do
+		if part == '..' then
+			if depth > 0 then
+				depth = depth - 1
+			end
+		elseif part ~= '.' then
+			depth = depth + 1
+		end
+	end
+	return depth == 0
+end
+
 -- Target paths that must never be handed to `rm -rf` or `mv`.
 local function refuseDangerous(targetPath)
-	if not targetPath or targetPath == '' or targetPath == '/' then
+	if not targetPath or isRoot(targetPath) then
 		error('Refusing to erase your harddisk!')
 	end
+end
+
+-- Whether any delete mode is on (startup, running or both; SPEC §9.6).
+local function deletesAtAll(config)
+	return config.delete == true or config.delete == 'startup' or config.delete == 'running'
+end
+
+-- Whether the startup / Full rsync gets --delete.
+local function deletesAtStartup(config)
+	return config.delete == true or config.delete == 'startup'
 end
 
 -- Whether `path` itself is a symbolic link. Plain Lua cannot lstat(), so this asks the
@@ -60,6 +102,29 @@ local function isSymlink(path)
 	return probe(path) and true or false
 end
 
+-- Whether a move onto `destination` (a target path) would go *into* something instead of
+-- replacing it, as rename(2) did in the source: `mv` moves into an existing directory, or
+-- into the directory a symlink points at (possibly outside the target). In the source
+-- this happens when a directory is renamed over an empty one, or a file over a symlink.
+local function replacesSomething(destination)
+	local bare = destination:gsub('/+$', '')
+	if bare == '' then
+		return false
+	end
+	return isSymlink(bare) == true or lsyncd.realdir(bare) ~= nil
+end
+
+-- Shell prefix that clears the move's destination "$2" first (its trailing slash cut off,
+-- so a symlink itself is removed, never what it points at). With deletes on, whatever is
+-- there goes, as the rename did in the source; with deletes off only an empty directory
+-- or a symlink is removed, so nothing the target keeps on purpose is lost.
+local function clearDestination(config)
+	if deletesWhileRunning(config) then
+		return 'rm -rf -- "${2%/}"; '
+	end
+	return '{ rmdir -- "${2%/}" || rm -f -- "${2%/}"; } 2>/dev/null; '
+end
+
 -- Copies a file (Create/Modify) into its target directory.
 --
 -- Regular files keep upstream's exact argv [cp, -p, --, SP, TPD]. Symlinks get
@@ -68,13 +133,21 @@ end
 -- it is left out there solely to keep the documented argv (SPEC §11, MUST match). When
 -- the runtime cannot tell (no lsyncd.is_symlink), -P is always added: the argv then
 -- differs from upstream, but no symlink is ever turned into a copy of its referent.
+--
+-- When the target path is a symlink (typically: a link replaced by a regular file, whose
+-- Delete was folded into the Create), `--remove-destination` makes cp replace the link
+-- instead of writing through it into whatever it points at.
 local function copyFile(event)
 	local sourcePath = event.sourcePath
 	local symlink = isSymlink(sourcePath)
+	local replaceLink = nil
+	if isSymlink(event.targetPath) then
+		replaceLink = '--remove-destination'
+	end
 	if symlink == false then
-		spawn(event, 'cp', '-p', '--', sourcePath, event.targetPathdir)
+		spawn(event, 'cp', '-p', replaceLink, '--', sourcePath, event.targetPathdir)
 	else
-		spawn(event, 'cp', '-P', '-p', '--', sourcePath, event.targetPathdir)
+		spawn(event, 'cp', '-P', '-p', replaceLink, '--', sourcePath, event.targetPathdir)
 	end
 end
 
@@ -107,16 +180,21 @@ function direct.action(inlet)
 		spawn(event, 'rm', '-rf', '--', targetPath)
 	elseif etype == 'Move' then
 		local targetPath = event.targetPath
+		local destination = event2.targetPath
 		refuseDangerous(targetPath)
+		refuseDangerous(destination)
 		-- Move on the target; if that fails (origin never arrived), delete the origin so
 		-- nothing stale stays behind — unless deletes are off.
 		local command = 'mv -- "$1" "$2" || rm -rf -- "$1"'
 		if not deletesWhileRunning(config) then
 			command = 'mv -- "$1" "$2"'
 		end
-		spawnShell(event, command, targetPath, event2.targetPath)
+		if replacesSomething(destination) then
+			command = clearDestination(config) .. command
+		end
+		spawnShell(event, command, targetPath, destination)
 	elseif etype == 'Full' then
-		refuseDangerous(event.targetPath)
+		-- (only reached when `full` is not a function; direct.full refuses the root)
 		direct.full(event)
 	else
 		log('Warn', 'ignored an event of type "', etype, '"')
@@ -134,14 +212,29 @@ function direct.collect(agent, exitcode)
 	return common.collectStartup(agent, exitcode)
 end
 
--- Startup and Full: the same recursive rsync as default.rsync.
-direct.init = default.rsync.init
-direct.full = default.rsync.full
+-- Startup and Full: the same recursive rsync as default.rsync, never with --delete onto
+-- the root directory (prepare refuses such a target already; this guards configs that
+-- change `target` later).
+function direct.full(event)
+	if deletesAtStartup(event.config) and isRoot(event.config.target) then
+		error('Refusing to erase your harddisk!')
+	end
+	return default.rsync.full(event)
+end
 
--- default.rsync's validation, target required (and given its trailing slash).
+function direct.init(event)
+	return direct.full(event)
+end
+
+-- default.rsync's validation, target required (and given its trailing slash). A target
+-- naming the root directory is refused while deletes are on: the startup rsync would
+-- delete everything there that is not in the source.
 function direct.prepare(config, level)
 	level = level or 2
 	default.rsync.prepare(config, level + 1)
+	if deletesAtAll(config) and isRoot(config.target) then
+		error('Refusing to erase your harddisk!', level)
+	end
 end
 
 -- Local copies are cheap: act almost at once.

@@ -79,7 +79,11 @@ impl UserData for Timestamp {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_function(MetaMethod::Add, |_, (a, b): (Value, Value)| {
             match (ts_of(&a), ts_of(&b), num_of(&a), num_of(&b)) {
-                (Some(_), Some(_), _, _) => Err(mlua::Error::runtime("Cannot add two timestamps!")),
+                (Some(_), Some(_), _, _) => {
+                    // Fatal, as upstream: not an error a pcall could catch.
+                    log::error("Cannot add two timestamps!");
+                    sys::exit_now(255)
+                }
                 (Some(t), None, _, Some(n)) | (None, Some(t), Some(n), _) => Ok(Timestamp(t.0 + n)),
                 _ => Err(mlua::Error::runtime("invalid timestamp arithmetic")),
             }
@@ -169,12 +173,32 @@ fn traceback_inner(e: &mlua::Error) -> Option<String> {
     }
 }
 
-/// A Lua error in a hook is fatal (SPEC §6.5): logs it and gives the exit code.
+/// The Lua traceback text carried by an error: Lua's own (`stack traceback:` in a runtime
+/// error's message) or the one mlua attached to a callback error.
+fn raw_traceback(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::RuntimeError(m) => {
+            m.find("\nstack traceback:").map(|i| m[i + 1..].to_string())
+        }
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            raw_traceback(cause).or_else(|| traceback(e))
+        }
+        _ => None,
+    }
+}
+
+/// A Lua error in a hook is fatal (SPEC §6.5): logs the message, then one `Backtrace N :WHERE`
+/// line per Lua stack level, and gives the exit code.
 pub(crate) fn fatal_lua(e: &mlua::Error) -> i32 {
     log::error(format!("in Lua: {}", error_message(e)));
-    if let Some(tb) = traceback(e) {
-        for (i, line) in tb.lines().skip(1).enumerate() {
-            log::error(format!("Backtrace {} :{}", i + 1, line.trim()));
+    if let Some(tb) = raw_traceback(e) {
+        let levels = tb
+            .lines()
+            .skip(1)
+            .map(str::trim)
+            .filter(|l| !l.starts_with("[C]"));
+        for (i, line) in levels.enumerate() {
+            log::error(format!("Backtrace {} :{}", i + 1, line));
         }
     }
     255

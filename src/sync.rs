@@ -233,7 +233,10 @@ impl Core {
                     self.delay_one(sid, DelayKind::Delete, p1, None, now, dirs);
                     self.delay_one(sid, DelayKind::Create, p2, None, now, dirs);
                 }
-                outcome => log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome),
+                outcome => {
+                    log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome);
+                    Self::note_replaced(&mut self.removed, sid, &outcome);
+                }
             }
             return;
         }
@@ -250,10 +253,20 @@ impl Core {
         };
         let outcome = s.delays.push(kind, path.clone().into(), None, alarm);
         log_pushed(&s.delays, kind, &path, None, &outcome);
+        Self::note_replaced(&mut self.removed, sid, &outcome);
         if let Some(dir) = recurse {
             if s.subdirs {
                 dirs.push(dir);
             }
+        }
+    }
+
+    /// A delay that a combine replaced is gone: Lua forgets its event tables too.
+    fn note_replaced(removed: &mut Vec<(usize, DelayId)>, sid: usize, outcome: &Pushed) {
+        match outcome {
+            Pushed::Replaced { old, .. } => removed.push((sid, *old)),
+            Pushed::ToDeleteStacked { on_move, .. } => removed.push((sid, *on_move)),
+            _ => {}
         }
     }
 
@@ -595,9 +608,10 @@ fn log_pushed(
     if !log::enabled(b"Delay") {
         return;
     }
+    // The Delay log names other delays as `ETYPE: PATH` (the status file as `ETYPE PATH`).
     let describe = |id: &DelayId| -> Vec<u8> {
         match list.get(*id) {
-            Some(d) => describe_delay(d),
+            Some(d) => [format!("{}: ", d.kind.as_lua_str()).as_bytes(), &d.path].concat(),
             None => Vec::new(),
         }
     };

@@ -18,14 +18,21 @@
 mod util;
 
 mod argv;
+mod churn;
 mod cli;
 mod config_errors;
 mod delete_modes;
+mod direct;
 mod exclude_sync;
 mod harness;
+mod layers;
+mod layers_examples;
+mod layers_globals;
+mod layers_inlet;
 mod live_sync;
 mod notify;
 mod production;
 mod rsync_sync;
 mod signals;
+mod ssh;
 mod watch_limits;

@@ -778,3 +778,4 @@ pub fn assert_args(got: &[String], want: &[String]) {
 macro_rules! sv {
     ($($e:expr),* $(,)?) => { vec![$(String::from($e)),*] };
 }
+pub mod sshd;
