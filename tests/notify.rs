@@ -1,6 +1,6 @@
-//! systemd readiness (issue: Type=notify units): with `NOTIFY_SOCKET` set the daemon sends
-//! `READY=1` only once the startup transfer finished, then `STATUS=` lines, and `STOPPING=1`
-//! on TERM. The test is the listening end of the datagram socket, as systemd would be.
+//! systemd readiness (Type=notify units): with `NOTIFY_SOCKET` set the daemon sends `READY=1`
+//! only once the startup transfer finished, then `STATUS=` lines, `WATCHDOG=1` within half of
+//! `WATCHDOG_USEC`, `RELOADING=1` and a new `READY=1` around a HUP, and `STOPPING=1` on TERM. The test is the listening end of the datagram socket, as systemd would be.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
@@ -55,7 +55,8 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
-        cmd.env("NOTIFY_SOCKET", &sock_path);
+        cmd.env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "400000");
     });
 
     let mut got = Vec::new();
@@ -84,6 +85,22 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
         "no STATUS= line: {got:?}"
     );
     d.wait_trees_equal(&dir.src(), &dir.dst());
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(5), "WATCHDOG=1"),
+        "no WATCHDOG=1: {got:?}"
+    );
+
+    // HUP: RELOADING=1, then READY=1 again once the new run's startup transfer is done.
+    got.clear();
+    d.signal("HUP");
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(20), "RELOADING=1"),
+        "no RELOADING=1: {got:?}"
+    );
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(20), "READY=1"),
+        "no READY=1 after HUP: {got:?}"
+    );
 
     d.signal("TERM");
     assert!(

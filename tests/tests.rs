@@ -35,4 +35,5 @@ mod production;
 mod rsync_sync;
 mod signals;
 mod ssh;
+mod syslog;
 mod watch_limits;
