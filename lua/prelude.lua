@@ -473,12 +473,17 @@ function alarm( timestamp, func, extra )
 	core.setAlarm( alarms[ 1 ].timestamp )
 end
 
-function observefd( )
-	error( 'observefd is not supported by this lsyncd', 2 )
+-- fd -> { ready, writey }: callbacks for fds the main loop watches (SPEC §2.2).
+local observers = { }
+
+function observefd( fd, ready, writey )
+	observers[ fd ] = { ready = ready, writey = writey }
+	core.observeFd( fd, ready ~= nil, writey ~= nil )
 end
 
-function nonobservefd( )
-	error( 'nonobservefd is not supported by this lsyncd', 2 )
+function nonobservefd( fd )
+	observers[ fd ] = nil
+	core.observeFd( fd, false, false )
 end
 
 ------------------------------------------------------------------------------
@@ -528,6 +533,8 @@ lsyncd = {
 	get_process_info = function( ) return core.processInfo( ) end,
 	kill = function( pid, sig ) return core.kill( pid, sig ) end,
 	get_free_port = function( ) return core.freePort( ) end,
+	observe_fd = function( fd, ready, writey ) observefd( fd, ready, writey ) end,
+	nonobserve_fd = function( fd ) nonobservefd( fd ) end,
 	jiffies_from_seconds = function( n ) return n * 100 end,
 	splitQuotedString = splitQuotedString,
 	exec = function( binary, ... )
@@ -896,6 +903,15 @@ function hooks.forget( list )
 		evcache[ sid ][ did ] = nil
 		evcache2[ sid ][ did ] = nil
 	end
+end
+
+-- An observed fd is ready: its callbacks get the fd.
+function hooks.fdReady( fd, readable, writable )
+	local o = observers[ fd ]
+	if o == nil then return end
+	if readable and o.ready then o.ready( fd ) end
+	o = observers[ fd ]
+	if writable and o and o.writey then o.writey( fd ) end
 end
 
 -- Runs the user alarms that are due; tells the core when the next one is.

@@ -43,6 +43,8 @@ use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
 
 const INOTIFY: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// Fds observed by configs (`observefd`) use `OBSERVED + fd`; far above the spawner's tokens.
+const OBSERVED: usize = 1 << 30;
 
 /// How a run ended.
 enum RunEnd {
@@ -328,12 +330,23 @@ fn main_loop(
     let mut round_robin = 0usize;
     // The inotify queue still holds events from a read cut short (ReadOutcome::More).
     let mut inotify_more = false;
+    // observefd registrations made with the poll: fd → (readable, writable).
+    let mut registered: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)> =
+        Default::default();
     let mut status =
         status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
     if fade.is_some() {
         core.borrow_mut().fading = true;
     }
     loop {
+        // 0. observed fds: poll registrations follow what the config asked for
+        let observed: Vec<(std::os::fd::RawFd, bool, bool)> = core
+            .borrow()
+            .observed
+            .iter()
+            .map(|(fd, (r, w))| (*fd, *r, *w))
+            .collect();
+        sync_observed(&p.poll, &mut registered, &observed);
         // 1. timeout
         let now = Instant::now();
         let timeout = if fade.is_some() {
@@ -361,7 +374,9 @@ fn main_loop(
             {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
-            if inotify_more {
+            // Observed fds behave level-triggered, as upstream's select: one still ready after
+            // its callback means no sleep.
+            if inotify_more || (!observed.is_empty() && !sys::poll_now(&observed).is_empty()) {
                 next = Some(now);
             }
             next.map(|t| t.saturating_duration_since(now))
@@ -398,6 +413,7 @@ fn main_loop(
                     }
                 }
                 INOTIFY => inotify_ready = true,
+                t if t.0 >= OBSERVED => {} // handled below, level-triggered
                 t if Spawner::is_spawn_token(t) => {
                     let mut c = core.borrow_mut();
                     let c = &mut *c;
@@ -460,6 +476,13 @@ fn main_loop(
                 return RunEnd::Exit(code);
             }
         }
+        if fade.is_none() && !observed.is_empty() {
+            for (fd, r, w) in sys::poll_now(&observed) {
+                if let Err(code) = rt.fd_ready(fd, r, w) {
+                    return RunEnd::Exit(code);
+                }
+            }
+        }
         // 5-7. fading, or a cycle
         if let Some(f) = fade {
             let running = core.borrow().running;
@@ -518,6 +541,49 @@ fn notify(n: &mut Notifier, core: &Core, watcher: &Watcher, settings: &Settings)
         now,
     );
     n.watchdog(now);
+}
+
+/// Registers, changes and removes the poll registrations of observed fds.
+fn sync_observed(
+    poll: &Poll,
+    registered: &mut std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)>,
+    wanted: &[(std::os::fd::RawFd, bool, bool)],
+) {
+    let interest = |r: bool, w: bool| match (r, w) {
+        (true, true) => Interest::READABLE | Interest::WRITABLE,
+        (false, true) => Interest::WRITABLE,
+        _ => Interest::READABLE,
+    };
+    let gone: Vec<_> = registered
+        .keys()
+        .filter(|fd| !wanted.iter().any(|(w, _, _)| w == *fd))
+        .copied()
+        .collect();
+    for fd in gone {
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+        registered.remove(&fd);
+    }
+    for &(fd, r, w) in wanted {
+        let token = Token(OBSERVED + fd as usize);
+        match registered.get(&fd) {
+            Some(&(rr, ww)) if (rr, ww) == (r, w) => {}
+            Some(_) => {
+                let _ = poll
+                    .registry()
+                    .reregister(&mut SourceFd(&fd), token, interest(r, w));
+                registered.insert(fd, (r, w));
+            }
+            None => {
+                if poll
+                    .registry()
+                    .register(&mut SourceFd(&fd), token, interest(r, w))
+                    .is_ok()
+                {
+                    registered.insert(fd, (r, w));
+                }
+            }
+        }
+    }
 }
 
 /// onepass (SPEC §13.7, with the fix of §15 item 23): syncs whose first transfer finished are

@@ -480,6 +480,16 @@ impl Runtime {
         self.call_hook::<()>("forget", t)
     }
 
+    /// An observed fd is ready: its `observefd` callbacks (SPEC §2.2).
+    pub(crate) fn fd_ready(
+        &self,
+        fd: std::os::fd::RawFd,
+        readable: bool,
+        writable: bool,
+    ) -> Result<(), i32> {
+        self.call_hook::<()>("fdReady", (fd as i64, readable, writable))
+    }
+
     pub(crate) fn run_alarms(&self) -> Result<(), i32> {
         self.call_hook::<()>("runAlarms", ())
     }
@@ -634,6 +644,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
 /// | `processCount` | sid | number |
 /// | `kill` | pid, signal | kill(2) result |
 /// | `freePort` | — | port or nil |
+/// | `observeFd` | fd, readable wanted, writable wanted | — (both false: stop observing) |
 /// | `splitQuoted` | string | array of words |
 fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     let api = lua.create_table()?;
@@ -1019,6 +1030,23 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             })
         })?,
     )?;
+    {
+        let core = core.clone();
+        api.set(
+            "observeFd",
+            lua.create_function(move |_, (fd, r, w): (i64, bool, bool)| {
+                let fd = std::os::fd::RawFd::try_from(fd)
+                    .map_err(|_| mlua::Error::runtime("observefd: bad fd"))?;
+                let mut c = core.borrow_mut();
+                if r || w {
+                    c.observed.insert(fd, (r, w));
+                } else {
+                    c.observed.remove(&fd);
+                }
+                Ok(())
+            })?,
+        )?;
+    }
     api.set(
         "freePort",
         lua.create_function(|_, ()| {

@@ -73,6 +73,8 @@ pub(crate) struct Core {
     pub(crate) origin: Instant,
     /// The earliest user `alarm()`, kept here so the loop need not ask Lua every pass.
     pub(crate) user_alarm: Option<Instant>,
+    /// File descriptors configs observe (`observefd`): fd → (readable wanted, writable wanted).
+    pub(crate) observed: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)>,
     /// Init delays not finished yet: the startup transfers still to do.
     pub(crate) init_pending: usize,
     /// A startup transfer failed temporarily and is being retried (insist).
@@ -93,6 +95,7 @@ impl Core {
             child_logfile: None,
             origin,
             user_alarm: None,
+            observed: Default::default(),
             init_pending: 0,
             init_retried: false,
         }

@@ -447,6 +447,38 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::lockf(fd.as_raw_fd(), libc::F_TLOCK, 0) }).map(|_| ())
 }
 
+/// Which of `fds` (fd, want readable, want writable) are ready now: poll(2) with a zero
+/// timeout. Returns (fd, readable, writable) for each ready one; an fd that is not open is
+/// reported neither readable nor writable.
+pub(crate) fn poll_now(fds: &[(RawFd, bool, bool)]) -> Vec<(RawFd, bool, bool)> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, r, w)| libc::pollfd {
+            fd,
+            events: (if r { libc::POLLIN } else { 0 }) | (if w { libc::POLLOUT } else { 0 }),
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a live, properly initialised array of `pfds.len()` pollfd structs that
+    // poll only reads and writes within; a zero timeout never blocks.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 0) };
+    if rc <= 0 {
+        return Vec::new();
+    }
+    pfds.iter()
+        .filter(|p| p.revents & libc::POLLNVAL == 0)
+        .map(|p| {
+            let readable = p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+            (
+                p.fd,
+                readable && p.events & libc::POLLIN != 0,
+                p.revents & libc::POLLOUT != 0,
+            )
+        })
+        .filter(|&(_, r, w)| r || w)
+        .collect()
+}
+
 #[cfg(test)]
 pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
