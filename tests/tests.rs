@@ -36,4 +36,5 @@ mod rsync_sync;
 mod signals;
 mod ssh;
 mod syslog;
+mod v23;
 mod watch_limits;

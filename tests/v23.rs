@@ -1,0 +1,94 @@
+//! Features of lsyncd 2.3 (SPEC §14): `-script` files run before the config, and
+//! `batchSizeLimit` sending large files in rsync processes of their own (SPEC §9.7).
+
+use crate::util::{lua_str, rsync_path, Daemon, TestDir, Then};
+
+#[test]
+fn script_files_run_before_the_config_in_order() {
+    rsync_path();
+    let dir = TestDir::new();
+    let first = dir.config("first.lua", "preScriptValue = 'one'\n");
+    let second = dir.config("second.lua", "preScriptValue = preScriptValue .. ',two'\n");
+    let config = dir.config(
+        "main.lua",
+        &format!(
+            "if preScriptValue ~= 'one,two' then error('scripts did not run first: ' .. tostring(preScriptValue)) end\n\
+             sync{{ default.rsync, source = {}, target = {}, delay = 1 }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst"))
+        ),
+    );
+    let mut d = Daemon::start(
+        &dir,
+        &[
+            "-log".as_ref(),
+            "Info".as_ref(),
+            "-script".as_ref(),
+            first.as_os_str(),
+            "-script".as_ref(),
+            second.as_os_str(),
+            config.as_os_str(),
+        ],
+    );
+    d.wait_log("Run addition script: ");
+    d.wait_startup();
+    let log = d.log();
+    let one = log.find("first.lua").expect("first script logged");
+    let two = log.find("second.lua").expect("second script logged");
+    assert!(one < two, "scripts run in command-line order:\n{log}");
+}
+
+#[test]
+fn batch_size_limit_sends_large_files_in_their_own_rsync() {
+    let dir = TestDir::new();
+    let rec = dir.recorder(Then::ExecRsync);
+    let config = dir.config(
+        "batch.lua",
+        &format!(
+            "sync{{ default.rsync, source = {}, target = {}, delay = 3, maxProcesses = 2,\n\
+             batchSizeLimit = 1048576, rsync = {{ binary = {} }} }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+            lua_str(rec.path().to_string_lossy().as_bytes())
+        ),
+    );
+    let mut d = Daemon::config(&dir, &config, &[] as &[&str]);
+    d.wait_startup();
+    rec.wait_calls(&mut d, 1);
+
+    dir.write("src/big.bin", vec![7u8; 5 * 1024 * 1024]);
+    for i in 0..50 {
+        dir.write(format!("src/small-{i:02}.txt"), format!("{i}\n"));
+    }
+    let calls = rec.wait_calls(&mut d, 3);
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    assert_eq!(
+        calls.len(),
+        3,
+        "startup, one batch of small files, one for the big file"
+    );
+    let lists: Vec<Vec<String>> = calls[1..]
+        .iter()
+        .map(|c| {
+            c.stdin
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        })
+        .collect();
+    let small = lists
+        .iter()
+        .find(|l| l.iter().any(|p| p == "/small-00.txt"))
+        .expect("a batch of small files");
+    let big = lists
+        .iter()
+        .find(|l| l.iter().any(|p| p == "/big.bin"))
+        .expect("a list for the big file");
+    assert_eq!(
+        small.iter().filter(|p| p.starts_with("/small-")).count(),
+        50,
+        "{small:?}"
+    );
+    assert!(!small.iter().any(|p| p == "/big.bin"), "{small:?}");
+    assert_eq!(big, &vec!["/big.bin".to_string(), "/".to_string()]);
+}
