@@ -45,6 +45,10 @@ const INOTIFY: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// Fds observed by configs (`observefd`) use `OBSERVED + fd`; far above the spawner's tokens.
 const OBSERVED: usize = 1 << 30;
+/// After a read that found events the inotify fd rests this long, out of the poll, so that a
+/// burst is read in a few large reads instead of one wake-up per event. Events are never
+/// lost (the kernel queues them); they are seen at most this much later.
+const INOTIFY_REST: Duration = Duration::from_millis(1);
 
 /// How a run ended.
 enum RunEnd {
@@ -257,6 +261,7 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         if core.borrow().syncs[sid].has_init {
             core.borrow_mut().push_init(sid);
         }
+        core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
     let end = main_loop(&rt, &core, &mut watcher, p, &settings);
     let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
@@ -330,6 +335,9 @@ fn main_loop(
     let mut round_robin = 0usize;
     // The inotify queue still holds events from a read cut short (ReadOutcome::More).
     let mut inotify_more = false;
+    // The inotify fd rests (deregistered) until then.
+    let mut inotify_rest: Option<Instant> = None;
+    let ifd = watcher.as_raw_fd();
     // observefd registrations made with the poll: fd → (readable, writable).
     let mut registered: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)> =
         Default::default();
@@ -378,6 +386,9 @@ fn main_loop(
             // its callback means no sleep.
             if inotify_more || (!observed.is_empty() && !sys::poll_now(&observed).is_empty()) {
                 next = Some(now);
+            }
+            if let Some(t) = inotify_rest {
+                next = Some(next.map_or(t, |n| n.min(t)));
             }
             next.map(|t| t.saturating_duration_since(now))
         };
@@ -429,7 +440,19 @@ fn main_loop(
             }
         }
         let now = Instant::now();
-        if (inotify_ready || inotify_more) && fade.is_none() {
+        if inotify_rest.is_some_and(|t| t <= now) && fade.is_none() {
+            inotify_rest = None;
+            if let Err(e) =
+                p.poll
+                    .registry()
+                    .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
+            {
+                log::error(format!("cannot watch the inotify fd: {e}"));
+                return RunEnd::Exit(255);
+            }
+            inotify_ready = true;
+        }
+        if (inotify_ready || inotify_more) && fade.is_none() && inotify_rest.is_none() {
             inotify_more = false;
             fs_events.clear();
             let outcome = watcher.read(&mut fs_events, &mut |dir| core.borrow().concerns(dir));
@@ -441,6 +464,10 @@ fn main_loop(
                 }
                 Ok(outcome @ (ReadOutcome::Ok | ReadOutcome::More)) => {
                     inotify_more = outcome == ReadOutcome::More;
+                    if !fs_events.is_empty() && !inotify_more {
+                        let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
+                        inotify_rest = Some(now + INOTIFY_REST);
+                    }
                     let mut c = core.borrow_mut();
                     for ev in &fs_events {
                         c.dispatch(ev, now);
@@ -618,6 +645,7 @@ fn invoke_actions(
     let now = Instant::now();
     for i in 0..n {
         let sid = (*round_robin + i) % n;
+        core.borrow_mut().crontab_due(sid, now);
         let mut cursor = None;
         loop {
             let next = core.borrow().next_due(sid, cursor, now);

@@ -581,6 +581,24 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
             }
         }
     }
+    let mut crontab = Vec::new();
+    if let Some(rules) = config.get::<Option<Table>>("crontab")? {
+        for (i, rule) in rules.sequence_values::<mlua::String>().enumerate() {
+            let rule = rule?;
+            let text = String::from_utf8_lossy(&rule.as_bytes()).into_owned();
+            match crate::crontab::parse(&text) {
+                Ok(r) => crontab.push(r),
+                Err(e) => {
+                    log::error(format!(
+                        "Sync: {} - crontab rule {} is not valid: {e} . Rule: {text}",
+                        String::from_utf8_lossy(&name),
+                        i + 1
+                    ));
+                    sys::exit_now(255);
+                }
+            }
+        }
+    }
     let count = |key: &str, default: usize| -> mlua::Result<usize> {
         Ok(match config.get::<Value>(key)? {
             v @ (Value::Integer(_) | Value::Number(_)) => {
@@ -610,6 +628,8 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         processes: Default::default(),
         init_done: false,
         disabled: false,
+        crontab,
+        cron_next: None,
     })
 }
 

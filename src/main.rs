@@ -9,6 +9,7 @@
 
 mod cli;
 mod config;
+mod crontab;
 mod daemon;
 mod delay;
 mod event_loop;

@@ -46,6 +46,32 @@ pub(crate) struct SyncJob {
     pub(crate) init_done: bool,
     /// onepass: no more actions for this sync.
     pub(crate) disabled: bool,
+    /// `crontab` rules (SPEC §14.3): a due one queues a Full event.
+    pub(crate) crontab: Vec<crate::crontab::CronRule>,
+    /// When the next crontab rule is due.
+    pub(crate) cron_next: Option<Instant>,
+}
+
+impl SyncJob {
+    /// The next instant any crontab rule fires, from the wall-clock local time now.
+    pub(crate) fn schedule_cron(&mut self, now: Instant) {
+        let t = crate::sys::local_time_now();
+        let civil = crate::crontab::CivilTime {
+            year: t.year,
+            month: (t.mon + 1) as u32,
+            day: t.mday as u32,
+            hour: t.hour as u32,
+            minute: t.min as u32,
+            second: t.sec.clamp(0, 60) as u32,
+        };
+        self.cron_next = self
+            .crontab
+            .iter()
+            .filter_map(|r| r.next_after(civil))
+            .map(|n| crate::crontab::seconds_between(civil, n))
+            .min()
+            .map(|secs| now + Duration::from_secs(secs.max(0) as u64));
+    }
 }
 
 /// A fatal condition found in the core: the daemon exits with this code after logging.
@@ -286,8 +312,16 @@ impl Core {
     /// always leads to an action (no spinning behind a delay whose alarm is still ahead).
     pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
         let s = &self.syncs[sid];
-        if s.disabled || s.processes.len() >= s.max_processes || s.delays.wait_count() == 0 {
+        if s.disabled || s.processes.len() >= s.max_processes {
             return None;
+        }
+        if s.delays.wait_count() == 0 {
+            return s.cron_next;
+        }
+        if let Some(t) = s.cron_next {
+            if t <= now {
+                return Some(now);
+            }
         }
         if s.delays.len() >= s.max_delays {
             return Some(now);
@@ -303,6 +337,21 @@ impl Core {
             }
         }
         None
+    }
+
+    /// SPEC §4.6 step 3: a due crontab rule queues a `Full` event for the root (only while the
+    /// sync can start processes).
+    pub(crate) fn crontab_due(&mut self, sid: usize, now: Instant) {
+        let s = &mut self.syncs[sid];
+        if s.disabled || s.processes.len() >= s.max_processes {
+            return;
+        }
+        if s.cron_next.is_some_and(|t| t <= now) {
+            log::log(b"Info", b"Crontab triggered full sync");
+            s.delays
+                .push_unblocked(DelayKind::Full, b"/".to_vec().into(), None);
+            s.schedule_cron(now);
+        }
     }
 
     /// Whether the global process cap is reached.

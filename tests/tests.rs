@@ -21,6 +21,7 @@ mod argv;
 mod churn;
 mod cli;
 mod config_errors;
+mod crontab;
 mod delete_modes;
 mod direct;
 mod exclude_sync;
