@@ -486,6 +486,11 @@ function nonobservefd( fd )
 	core.observeFd( fd, false, false )
 end
 
+-- lsyncd 2.3's tunnels are not implemented: say so at the config's line.
+function tunnel( )
+	error( 'tunnel{} is not supported by this lsyncd', 2 )
+end
+
 ------------------------------------------------------------------------------
 -- 2.3 helpers
 ------------------------------------------------------------------------------
