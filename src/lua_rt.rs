@@ -781,52 +781,42 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    {
-        let core = core.clone();
-        api.set(
-            "dinfo",
-            lua.create_function(move |lua, (sid, did): (i64, i64)| {
-                let c = core.borrow();
-                let s = &c.syncs[sid_check(&c, sid)?];
-                let Some(d) = s.delays.get(did_of(did)) else {
-                    return Ok((Value::Nil, Value::Nil, Value::Nil, Value::Nil));
-                };
-                let p2 = match &d.path2 {
-                    Some(p) => Value::String(lua.create_string(p)?),
-                    None => Value::Nil,
-                };
-                Ok((
-                    Value::String(lua.create_string(d.kind.as_lua_str())?),
-                    Value::String(lua.create_string(d.status.as_str())?),
-                    Value::String(lua.create_string(&d.path)?),
-                    p2,
-                ))
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "dstatus",
-            lua.create_function(move |_, (sid, did): (i64, i64)| {
-                let c = core.borrow();
-                let s = &c.syncs[sid_check(&c, sid)?];
-                Ok(s.delays.get(did_of(did)).map(|d| d.status.as_str()))
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "nextWait",
-            lua.create_function(move |_, sid: i64| {
-                let c = core.borrow();
-                let s = &c.syncs[sid_check(&c, sid)?];
-                let now = Instant::now();
-                Ok(s.delays.next_wait(now, s.max_delays).map(|d| d.0 as i64))
-            })?,
-        )?;
-    }
+    api.set(
+        "dinfo",
+        sync_function(lua, core, |lua, c, sid, did: i64| {
+            let Some(d) = c.syncs[sid].delays.get(did_of(did)) else {
+                return Ok((Value::Nil, Value::Nil, Value::Nil, Value::Nil));
+            };
+            let p2 = match &d.path2 {
+                Some(p) => Value::String(lua.create_string(p)?),
+                None => Value::Nil,
+            };
+            Ok((
+                Value::String(lua.create_string(d.kind.as_lua_str())?),
+                Value::String(lua.create_string(d.status.as_str())?),
+                Value::String(lua.create_string(&d.path)?),
+                p2,
+            ))
+        })?,
+    )?;
+    api.set(
+        "dstatus",
+        sync_function(lua, core, |_, c, sid, did: i64| {
+            Ok(c.syncs[sid]
+                .delays
+                .get(did_of(did))
+                .map(|d| d.status.as_str()))
+        })?,
+    )?;
+    api.set(
+        "nextWait",
+        sync_function(lua, core, |_, c, sid, ()| {
+            let s = &c.syncs[sid];
+            Ok(s.delays
+                .next_wait(Instant::now(), s.max_delays)
+                .map(|d| d.0 as i64))
+        })?,
+    )?;
     {
         let core = core.clone();
         api.set(
@@ -920,48 +910,33 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    {
-        let core = core.clone();
-        api.set(
-            "discard",
-            lua.create_function(move |_, (sid, did): (i64, i64)| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                c.discard(sid, did_of(did));
-                Ok(())
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "blanket",
-            lua.create_function(move |_, sid: i64| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                let id =
-                    c.syncs[sid]
-                        .delays
-                        .push_unblocked(DelayKind::Blanket, Box::default(), None);
-                Ok(id.0 as i64)
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "fullEvent",
-            lua.create_function(move |_, (sid, path): (i64, Option<mlua::String>)| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                let p: Box<[u8]> = path
-                    .map(|p| p.as_bytes().to_vec().into())
-                    .unwrap_or_else(|| b"/".to_vec().into());
-                let id = c.syncs[sid].delays.push_unblocked(DelayKind::Full, p, None);
-                Ok(id.0 as i64)
-            })?,
-        )?;
-    }
+    api.set(
+        "discard",
+        sync_function(lua, core, |_, c, sid, did: i64| {
+            c.discard(sid, did_of(did));
+            Ok(())
+        })?,
+    )?;
+    api.set(
+        "blanket",
+        sync_function(lua, core, |_, c, sid, ()| {
+            let id = c.syncs[sid]
+                .delays
+                .push_unblocked(DelayKind::Blanket, Box::default(), None);
+            Ok(id.0 as i64)
+        })?,
+    )?;
+    api.set(
+        "fullEvent",
+        sync_function(lua, core, |_, c, sid, path: Option<mlua::String>| {
+            let p: Box<[u8]> = match path {
+                Some(p) => p.as_bytes().to_vec().into(),
+                None => b"/".to_vec().into(),
+            };
+            let id = c.syncs[sid].delays.push_unblocked(DelayKind::Full, p, None);
+            Ok(id.0 as i64)
+        })?,
+    )?;
     register_excludes(lua, &api, core)?;
     {
         let core = core.clone();
@@ -1029,17 +1004,12 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             })?,
         )?;
     }
-    {
-        let core = core.clone();
-        api.set(
-            "processCount",
-            lua.create_function(move |_, sid: i64| {
-                let c = core.borrow();
-                let sid = sid_check(&c, sid)?;
-                Ok(c.syncs[sid].processes.len() as i64)
-            })?,
-        )?;
-    }
+    api.set(
+        "processCount",
+        sync_function(lua, core, |_, c, sid, ()| {
+            Ok(c.syncs[sid].processes.len() as i64)
+        })?,
+    )?;
     api.set(
         "kill",
         lua.create_function(|_, (pid, sig): (i64, i64)| {
@@ -1090,98 +1060,91 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     Ok(api)
 }
 
+/// A `core` function taking a sync id first: the id is checked, the core borrowed for the call
+/// (which must not call back into Lua), and `f` gets the sync's index and the other arguments.
+fn sync_function<A, R>(
+    lua: &Lua,
+    core: &Shared,
+    f: impl Fn(&Lua, &mut Core, usize, A) -> mlua::Result<R> + 'static,
+) -> mlua::Result<Function>
+where
+    A: mlua::FromLuaMulti,
+    R: mlua::IntoLuaMulti,
+{
+    let core = core.clone();
+    lua.create_function(move |lua, mut args: mlua::MultiValue| {
+        let sid = args.pop_front().unwrap_or(Value::Nil);
+        let sid = match sid {
+            Value::Integer(i) => i,
+            Value::Number(n) => n as i64,
+            _ => return Err(mlua::Error::runtime("unknown sync")),
+        };
+        let rest = A::from_lua_multi(args, lua)?;
+        let mut c = core.borrow_mut();
+        let sid = sid_check(&c, sid)?;
+        f(lua, &mut c, sid, rest)
+    })
+}
+
+/// Byte strings as a Lua array.
+fn string_list(lua: &Lua, items: &[Vec<u8>]) -> mlua::Result<Table> {
+    let v = items
+        .iter()
+        .map(|p| lua.create_string(p))
+        .collect::<mlua::Result<Vec<_>>>()?;
+    lua.create_sequence_from(v)
+}
+
 fn register_excludes(lua: &Lua, api: &Table, core: &Shared) -> mlua::Result<()> {
-    {
-        let core = core.clone();
-        api.set(
-            "addExclude",
-            lua.create_function(move |_, (sid, p): (i64, mlua::String)| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                c.syncs[sid].excludes.add_exclude(&p.as_bytes());
-                Ok(())
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "rmExclude",
-            lua.create_function(move |_, (sid, p): (i64, mlua::String)| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                if !c.syncs[sid].excludes.remove_exclude(&p.as_bytes()) {
-                    log::normal(
-                        [
-                            b"Removing not excluded exclude \"".as_slice(),
-                            &p.as_bytes(),
-                            b"\"",
-                        ]
-                        .concat(),
-                    );
-                }
-                Ok(())
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "getExcludes",
-            lua.create_function(move |lua, sid: i64| {
-                let c = core.borrow();
-                let sid = sid_check(&c, sid)?;
-                let v = c.syncs[sid]
-                    .excludes
-                    .excludes()
-                    .iter()
-                    .map(|p| lua.create_string(p))
-                    .collect::<mlua::Result<Vec<_>>>()?;
-                lua.create_sequence_from(v)
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "getFilters",
-            lua.create_function(move |lua, sid: i64| {
-                let c = core.borrow();
-                let sid = sid_check(&c, sid)?;
-                let v = c.syncs[sid]
-                    .excludes
-                    .filters()
-                    .iter()
-                    .map(|p| lua.create_string(p))
-                    .collect::<mlua::Result<Vec<_>>>()?;
-                lua.create_sequence_from(v)
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "hasFilters",
-            lua.create_function(move |_, sid: i64| {
-                let c = core.borrow();
-                let sid = sid_check(&c, sid)?;
-                Ok(c.syncs[sid].excludes.has_filters())
-            })?,
-        )?;
-    }
-    {
-        let core = core.clone();
-        api.set(
-            "appendFilter",
-            lua.create_function(move |_, (sid, line): (i64, mlua::String)| {
-                let mut c = core.borrow_mut();
-                let sid = sid_check(&c, sid)?;
-                c.syncs[sid]
-                    .excludes
-                    .append_filter(&line.as_bytes())
-                    .map_err(|e| mlua::Error::runtime(e.to_string()))
-            })?,
-        )?;
-    }
+    api.set(
+        "addExclude",
+        sync_function(lua, core, |_, c, sid, p: mlua::String| {
+            c.syncs[sid].excludes.add_exclude(&p.as_bytes());
+            Ok(())
+        })?,
+    )?;
+    api.set(
+        "rmExclude",
+        sync_function(lua, core, |_, c, sid, p: mlua::String| {
+            if !c.syncs[sid].excludes.remove_exclude(&p.as_bytes()) {
+                log::normal(
+                    [
+                        b"Removing not excluded exclude \"".as_slice(),
+                        &p.as_bytes(),
+                        b"\"",
+                    ]
+                    .concat(),
+                );
+            }
+            Ok(())
+        })?,
+    )?;
+    api.set(
+        "getExcludes",
+        sync_function(lua, core, |lua, c, sid, ()| {
+            string_list(lua, &c.syncs[sid].excludes.excludes())
+        })?,
+    )?;
+    api.set(
+        "getFilters",
+        sync_function(lua, core, |lua, c, sid, ()| {
+            string_list(lua, &c.syncs[sid].excludes.filters())
+        })?,
+    )?;
+    api.set(
+        "hasFilters",
+        sync_function(lua, core, |_, c, sid, ()| {
+            Ok(c.syncs[sid].excludes.has_filters())
+        })?,
+    )?;
+    api.set(
+        "appendFilter",
+        sync_function(lua, core, |_, c, sid, line: mlua::String| {
+            c.syncs[sid]
+                .excludes
+                .append_filter(&line.as_bytes())
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        })?,
+    )?;
     Ok(())
 }
