@@ -127,6 +127,11 @@ local inherit
 local function inheritKV( dst, k, v )
 	if k == '_merge' or k == '_verbatim' then return end
 	local dv = dst[ k ]
+	if k == 'tunnel' then
+		-- a tunnel object is shared by reference (SPEC §2.5 step 2)
+		if dv == nil then dst[ k ] = v end
+		return
+	end
 	if type( v ) == 'table' then
 		if dv == nil then
 			dv = { }
@@ -368,7 +373,13 @@ local function mkinlet( sid )
 		facade.config = syncsL[ sid ].config
 		return facade
 	end
-	function fns.getSubstitutionData( event, data ) return data end
+	function fns.getSubstitutionData( event, data )
+		local tun = syncsL[ sid ].config.tunnel
+		if type( tun ) == 'table' and getmetatable( tun ) == Tunnel then
+			return tun:substitution( data )
+		end
+		return data
+	end
 	return setmetatable( { }, {
 		__index = function( _, k )
 			local f = fns[ k ]
@@ -486,9 +497,134 @@ function nonobservefd( fd )
 	core.observeFd( fd, false, false )
 end
 
--- lsyncd 2.3's tunnels are not implemented: say so at the config's line.
-function tunnel( )
-	error( 'tunnel{} is not supported by this lsyncd', 2 )
+------------------------------------------------------------------------------
+-- Tunnels (SPEC §14.2): helper processes (an ssh port forward, say) that must
+-- be up before a sync's transfers run. States DOWN -> CONNECTING -> UP, plus
+-- RETRY_TIMEOUT after a failed start. The core calls hooks.tunnelTick every
+-- cycle (and at least once a second) while tunnels exist, and
+-- hooks.childExit for children it does not know (tunnel processes).
+------------------------------------------------------------------------------
+local tunnels = { }
+local tunnelByPid = { }
+
+Tunnel = { }
+Tunnel.__index = Tunnel
+
+-- Splits a command string like Layer 3 direct mode: at spaces outside double
+-- quotes (the quotes are kept).
+local function splitCommand( s )
+	local args, cur, quoted = { }, { }, false
+	for i = 1, #s do
+		local c = sub( s, i, i )
+		if c == '"' then quoted = not quoted end
+		if c == ' ' and not quoted then
+			if #cur > 0 then args[ #args + 1 ] = concat( cur ); cur = { } end
+		else
+			cur[ #cur + 1 ] = c
+		end
+	end
+	if #cur > 0 then args[ #args + 1 ] = concat( cur ) end
+	return args
+end
+
+function tunnel( opts )
+	if type( opts ) ~= 'table' then error( 'tunnel needs a table', 2 ) end
+	local o = {
+		mode = 'command', parallel = 1, distribution = 'rr', retryDelay = 10,
+		readyDelay = 5, localhost = 'localhost', checkExitCodes = { 0 },
+		checkMaxFailed = 5,
+	}
+	for k, v in pairs( opts ) do o[ k ] = v end
+	if o.command == nil then error( 'tunnel needs a command', 2 ) end
+	if type( o.command ) == 'string' then o.command = splitCommand( o.command ) end
+	o.name = o.name or ( 'Tunnel' .. ( #tunnels + 1 ) )
+	local t = setmetatable( {
+		options = o, state = 'DOWN', processes = { }, rr = 0, retryAt = nil,
+	}, Tunnel )
+	tunnels[ #tunnels + 1 ] = t
+	core.tunnelsExist( )
+	return t
+end
+
+function Tunnel:counts( t )
+	local alive, ready = 0, 0
+	for _, p in pairs( self.processes ) do
+		alive = alive + 1
+		if not p.ready and t - p.started >= self.options.readyDelay then p.ready = true end
+		if p.ready then ready = ready + 1 end
+	end
+	return alive, ready
+end
+
+function Tunnel:spawnOne( )
+	local o = self.options
+	local data = { localhost = o.localhost }
+	if o.mode == 'pool' then data.localport = core.freePort( ) end
+	local argv = substitudeCommands( o.command, data )
+	local pid = core.exec( argv )
+	if pid then
+		self.processes[ pid ] = { started = now( ), localport = data.localport, ready = false }
+		tunnelByPid[ pid ] = self
+		log( 'Tunnel', 'Tunnel ', o.name, ' started process ', pid )
+	end
+	return pid
+end
+
+function Tunnel:tick( t )
+	local o = self.options
+	if self.state == 'RETRY_TIMEOUT' then
+		if t < self.retryAt then return end
+		self.state = 'DOWN'
+	end
+	if self.state == 'DOWN' then
+		if o.mode ~= 'command' and o.mode ~= 'pool' then
+			error( 'unknown tunnel mode:' .. tostring( o.mode ) )
+		end
+		self.state = 'CONNECTING'
+		log( 'Tunnel', 'Tunnel ', o.name, ' connecting' )
+	end
+	local alive, ready = self:counts( t )
+	if self.state == 'CONNECTING' and ready > 0 then
+		self.state = 'UP'
+		log( 'Normal', 'Tunnel ', o.name, ' is up' )
+	elseif self.state == 'UP' and ready == 0 then
+		self.state = 'CONNECTING'
+	end
+	while alive < o.parallel do
+		if not self:spawnOne( ) then break end
+		alive = alive + 1
+	end
+end
+
+-- A tunnel process exited.
+function Tunnel:exited( pid, code )
+	local p = self.processes[ pid ]
+	self.processes[ pid ] = nil
+	tunnelByPid[ pid ] = nil
+	log( 'Tunnel', 'Tunnel ', self.options.name, ' process ', pid, ' exited: ', code )
+	local _, ready = self:counts( now( ) )
+	if self.state == 'CONNECTING' and ready == 0 and not ( p and p.ready ) then
+		self.state = 'RETRY_TIMEOUT'
+		self.retryAt = now( ) + self.options.retryDelay
+		log( 'Warning', 'Starting tunnel failed.' )
+	elseif ready == 0 then
+		self.state = 'CONNECTING'
+	end
+end
+
+-- Substitution data of a ready process, round robin (pool mode).
+function Tunnel:substitution( data )
+	local ready = { }
+	for pid, p in pairs( self.processes ) do
+		if p.ready then ready[ #ready + 1 ] = pid end
+	end
+	table.sort( ready )
+	data.localhost = self.options.localhost
+	if #ready > 0 then
+		self.rr = self.rr % #ready + 1
+		data.localport = self.processes[ ready[ self.rr ] ].localport
+	end
+	return data
 end
 
 ------------------------------------------------------------------------------
@@ -917,6 +1053,47 @@ function hooks.fdReady( fd, readable, writable )
 	if readable and o.ready then o.ready( fd ) end
 	o = observers[ fd ]
 	if writable and o and o.writey then o.writey( fd ) end
+end
+
+-- Tunnels: start, watch and restart their processes; hold the syncs whose
+-- tunnel is not up.
+function hooks.tunnelTick( )
+	local t = now( )
+	for _, tun in ipairs( tunnels ) do tun:tick( t ) end
+	for sid, s in pairs( syncsL ) do
+		local tun = s.config.tunnel
+		if type( tun ) == 'table' and getmetatable( tun ) == Tunnel then
+			core.holdSync( sid, tun.state ~= 'UP' )
+		end
+	end
+end
+
+-- A child the core does not know exited: a tunnel process, or lsyncd.exec's.
+function hooks.childExit( pid, code )
+	local tun = tunnelByPid[ pid ]
+	if tun then tun:exited( pid, code ) end
+end
+
+-- The end of a run: tunnel processes are killed (SPEC §14.2).
+function hooks.killTunnels( )
+	for pid in pairs( tunnelByPid ) do core.kill( pid, 9 ) end
+end
+
+-- The tunnel section of the status file (SPEC §12.1).
+function hooks.tunnelStatus( )
+	local out = { }
+	for _, tun in ipairs( tunnels ) do
+		local n = 0
+		for _ in pairs( tun.processes ) do n = n + 1 end
+		out[ #out + 1 ] = 'Tunnel: name=' .. tun.options.name .. ' status=' .. tun.state .. '\n'
+		out[ #out + 1 ] = 'Running processes: ' .. n .. '\n'
+		for pid, p in pairs( tun.processes ) do
+			out[ #out + 1 ] = '  pid=' .. pid .. ' type=' .. tun.options.mode
+				.. ' started=' .. p.started.string .. '\n'
+		end
+		out[ #out + 1 ] = '\n\n'
+	end
+	return concat( out )
 end
 
 -- Runs the user alarms that are due; tells the core when the next one is.

@@ -49,6 +49,8 @@ const OBSERVED: usize = 1 << 30;
 /// burst is read in a few large reads instead of one wake-up per event. Events are never
 /// lost (the kernel queues them); they are seen at most this much later.
 const INOTIFY_REST: Duration = Duration::from_millis(1);
+/// Tunnels are looked after at least this often (SPEC §14.2).
+const TUNNEL_TICK: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 enum RunEnd {
@@ -264,6 +266,9 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
     let end = main_loop(&rt, &core, &mut watcher, p, &settings);
+    if core.borrow().tunnels {
+        rt.kill_tunnels();
+    }
     let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
     match end {
         RunEnd::Exit(code) => {
@@ -390,6 +395,10 @@ fn main_loop(
             if let Some(t) = inotify_rest {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
+            if core.borrow().tunnels {
+                let t = now + TUNNEL_TICK;
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
             next.map(|t| t.saturating_duration_since(now))
         };
         // 2. poll
@@ -490,6 +499,9 @@ fn main_loop(
                 log::with(b"Exec", || {
                     format!("collected an unknown child {pid} = {code}").into_bytes()
                 });
+                if let Err(code) = rt.child_exit(pid, code) {
+                    return RunEnd::Exit(code);
+                }
                 continue;
             };
             let rc = match rt.collect(sid, pid, code) {
@@ -531,6 +543,12 @@ fn main_loop(
                 return RunEnd::Exit(code);
             }
         }
+        let tunnels = core.borrow().tunnels;
+        if tunnels {
+            if let Err(code) = rt.tunnel_tick() {
+                return RunEnd::Exit(code);
+            }
+        }
         if let Err(code) = invoke_actions(rt, core, &mut round_robin) {
             return RunEnd::Exit(code);
         }
@@ -546,7 +564,13 @@ fn main_loop(
         if let Err(code) = rt.forget_removed() {
             return RunEnd::Exit(code);
         }
-        status.maybe_write(&core.borrow(), watcher);
+        status.maybe_write(&core.borrow(), watcher, &mut || {
+            if tunnels {
+                rt.tunnel_status()
+            } else {
+                Vec::new()
+            }
+        });
         notify(&mut p.notifier, &core.borrow(), watcher, settings);
     }
 }

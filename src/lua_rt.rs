@@ -480,6 +480,28 @@ impl Runtime {
         self.call_hook::<()>("forget", t)
     }
 
+    /// Tunnels: start, watch, restart; hold syncs whose tunnel is down (SPEC §14.2).
+    pub(crate) fn tunnel_tick(&self) -> Result<(), i32> {
+        self.call_hook::<()>("tunnelTick", ())
+    }
+
+    /// A child no sync owns exited (a tunnel process, or one of `lsyncd.exec`).
+    pub(crate) fn child_exit(&self, pid: libc::pid_t, code: i32) -> Result<(), i32> {
+        self.call_hook::<()>("childExit", (pid as i64, code as i64))
+    }
+
+    /// SIGKILL for every tunnel process, at the end of a run.
+    pub(crate) fn kill_tunnels(&self) {
+        let _ = self.call_hook::<()>("killTunnels", ());
+    }
+
+    /// The tunnel section of the status file.
+    pub(crate) fn tunnel_status(&self) -> Vec<u8> {
+        self.call_hook::<mlua::String>("tunnelStatus", ())
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
     /// An observed fd is ready: its `observefd` callbacks (SPEC §2.2).
     pub(crate) fn fd_ready(
         &self,
@@ -628,6 +650,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         processes: Default::default(),
         init_done: false,
         disabled: false,
+        held: false,
         crontab,
         cron_next: None,
     })
@@ -662,6 +685,8 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
 /// | `fading` | — | boolean |
 /// | `processInfo` | — | running, global max or nil |
 /// | `processCount` | sid | number |
+/// | `holdSync` | sid, held | — (a sync whose tunnel is not up runs no action) |
+/// | `tunnelsExist` | — | — (the loop ticks tunnels from now on) |
 /// | `kill` | pid, signal | kill(2) result |
 /// | `freePort` | — | port or nil |
 /// | `observeFd` | fd, readable wanted, writable wanted | — (both false: stop observing) |
@@ -1001,6 +1026,23 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
             lua.create_function(move |_, ()| {
                 let c = core.borrow();
                 Ok((c.running as i64, c.max_processes.map(|m| m as i64)))
+            })?,
+        )?;
+    }
+    api.set(
+        "holdSync",
+        sync_function(lua, core, |_, c, sid, held: bool| {
+            c.syncs[sid].held = held;
+            Ok(())
+        })?,
+    )?;
+    {
+        let core = core.clone();
+        api.set(
+            "tunnelsExist",
+            lua.create_function(move |_, ()| {
+                core.borrow_mut().tunnels = true;
+                Ok(())
             })?,
         )?;
     }

@@ -39,7 +39,12 @@ impl StatusWriter {
     }
 
     /// Called at the end of every cycle (SPEC §12.2).
-    pub(crate) fn maybe_write(&mut self, core: &Core, watcher: &Watcher) {
+    pub(crate) fn maybe_write(
+        &mut self,
+        core: &Core,
+        watcher: &Watcher,
+        tunnels: &mut dyn FnMut() -> Vec<u8>,
+    ) {
         if self.path.is_none() {
             return;
         }
@@ -58,12 +63,13 @@ impl StatusWriter {
         }
         self.deferred = None;
         self.last = Some(now);
-        self.write(core, watcher);
+        let tunnel_section = tunnels();
+        self.write(core, watcher, &tunnel_section);
     }
 
-    fn write(&self, core: &Core, watcher: &Watcher) {
+    fn write(&self, core: &Core, watcher: &Watcher, tunnel_section: &[u8]) {
         let Some(path) = &self.path else { return };
-        let text = render(core, watcher);
+        let text = render(core, watcher, tunnel_section);
         let mut tmp = path.as_bytes().to_vec();
         tmp.extend_from_slice(format!(".{}.tmp", sys::getpid()).as_bytes());
         let tmp = OsString::from(std::ffi::OsStr::from_bytes(&tmp));
@@ -81,7 +87,7 @@ impl StatusWriter {
 }
 
 /// The report, in upstream's layout.
-pub(crate) fn render(core: &Core, watcher: &Watcher) -> Vec<u8> {
+pub(crate) fn render(core: &Core, watcher: &Watcher, tunnel_section: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let now = sys::local_time_now();
     out.extend_from_slice(format!("Lsyncd status report at {}\n\n", now.ctime()).as_bytes());
@@ -107,6 +113,7 @@ pub(crate) fn render(core: &Core, watcher: &Watcher) -> Vec<u8> {
         }
         out.extend_from_slice(b"\n\n");
     }
+    out.extend_from_slice(tunnel_section);
     out.extend_from_slice(format!("Inotify watching {} directories\n", watcher.len()).as_bytes());
     watcher.for_each(&mut |wd, path| {
         out.extend_from_slice(format!("  {wd}: ").as_bytes());

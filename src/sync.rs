@@ -46,6 +46,8 @@ pub(crate) struct SyncJob {
     pub(crate) init_done: bool,
     /// onepass: no more actions for this sync.
     pub(crate) disabled: bool,
+    /// Its tunnel is not up: events are queued, no action runs (SPEC §14.2).
+    pub(crate) held: bool,
     /// `crontab` rules (SPEC §14.3): a due one queues a Full event.
     pub(crate) crontab: Vec<crate::crontab::CronRule>,
     /// When the next crontab rule is due.
@@ -101,6 +103,8 @@ pub(crate) struct Core {
     pub(crate) user_alarm: Option<Instant>,
     /// File descriptors configs observe (`observefd`): fd → (readable wanted, writable wanted).
     pub(crate) observed: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)>,
+    /// The config created tunnels: the loop ticks them at least once a second.
+    pub(crate) tunnels: bool,
     /// Init delays not finished yet: the startup transfers still to do.
     pub(crate) init_pending: usize,
     /// A startup transfer failed temporarily and is being retried (insist).
@@ -122,6 +126,7 @@ impl Core {
             origin,
             user_alarm: None,
             observed: Default::default(),
+            tunnels: false,
             init_pending: 0,
             init_retried: false,
         }
@@ -312,7 +317,7 @@ impl Core {
     /// always leads to an action (no spinning behind a delay whose alarm is still ahead).
     pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
         let s = &self.syncs[sid];
-        if s.disabled || s.processes.len() >= s.max_processes {
+        if s.disabled || s.held || s.processes.len() >= s.max_processes {
             return None;
         }
         if s.delays.wait_count() == 0 {
@@ -343,7 +348,7 @@ impl Core {
     /// sync can start processes).
     pub(crate) fn crontab_due(&mut self, sid: usize, now: Instant) {
         let s = &mut self.syncs[sid];
-        if s.disabled || s.processes.len() >= s.max_processes {
+        if s.disabled || s.held || s.processes.len() >= s.max_processes {
             return;
         }
         if s.cron_next.is_some_and(|t| t <= now) {
@@ -373,7 +378,11 @@ impl Core {
             Some(pos) => s.delays.next_after(pos),
         };
         while let Some((pos, id)) = cursor {
-            if s.disabled || s.processes.len() >= s.max_processes || self.at_global_limit() {
+            if s.disabled
+                || s.held
+                || s.processes.len() >= s.max_processes
+                || self.at_global_limit()
+            {
                 return None;
             }
             let d = s.delays.get(id)?;

@@ -93,24 +93,3 @@ fn batch_size_limit_sends_large_files_in_their_own_rsync() {
     assert_eq!(big, &vec!["/big.bin".to_string(), "/".to_string()]);
 }
 
-/// Tunnels are not implemented: a config that uses one is refused with a message naming it,
-/// at its line, instead of running without the tunnel.
-#[test]
-fn tunnel_configs_are_refused_with_a_clear_error() {
-    let dir = TestDir::new();
-    let config = dir.config(
-        "tunnel.lua",
-        &format!(
-            "sync{{ default.rsync, source = {}, target = {},\n  tunnel = tunnel{{ command = {{ 'ssh', '-N' }} }} }}\n",
-            lua_str(dir.path_str("src")),
-            lua_str(dir.path_str("dst"))
-        ),
-    );
-    let r = crate::util::run(&dir, &["-nodaemon".as_ref(), config.as_os_str()]);
-    assert_eq!(r.code, 255, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("tunnel.lua:2: tunnel{} is not supported by this lsyncd"),
-        "{r:?}"
-    );
-}
