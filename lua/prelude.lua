@@ -70,7 +70,11 @@ function log( category, ... )
 	core.log( category, concat( parts, '', 1, n ) )
 end
 
+-- Forward declaration: the tunnel processes a terminate() must not leave behind.
+local killTunnelProcesses
+
 function terminate( code )
+	if killTunnelProcesses then killTunnelProcesses( ) end
 	core.terminate( code or 0 )
 end
 
@@ -666,7 +670,7 @@ end
 lsyncd = {
 	log = function( cat, msg ) core.log( cat, msg ) end,
 	now = function( ) return core.now( ) end,
-	terminate = function( code ) core.terminate( code ) end,
+	terminate = function( code ) terminate( code ) end,
 	readdir = function( p ) return core.readdir( p ) end,
 	realdir = function( p ) return ( core.realdir( p ) ) end,
 	get_file_size = function( p ) return core.fileSize( p ) end,
@@ -1074,10 +1078,11 @@ function hooks.childExit( pid, code )
 	if tun then tun:exited( pid, code ) end
 end
 
--- The end of a run: tunnel processes are killed (SPEC §14.2).
-function hooks.killTunnels( )
+-- The end of a run, or terminate(): tunnel processes are killed (SPEC §14.2).
+killTunnelProcesses = function( )
 	for pid in pairs( tunnelByPid ) do core.kill( pid, 9 ) end
 end
+hooks.killTunnels = killTunnelProcesses
 
 -- The tunnel section of the status file (SPEC §12.1).
 function hooks.tunnelStatus( )

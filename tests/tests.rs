@@ -37,5 +37,6 @@ mod rsync_sync;
 mod signals;
 mod ssh;
 mod syslog;
+mod tunnel;
 mod v23;
 mod watch_limits;

@@ -92,4 +92,3 @@ fn batch_size_limit_sends_large_files_in_their_own_rsync() {
     assert!(!small.iter().any(|p| p == "/big.bin"), "{small:?}");
     assert_eq!(big, &vec!["/big.bin".to_string(), "/".to_string()]);
 }
-
