@@ -92,3 +92,29 @@ fn batch_size_limit_sends_large_files_in_their_own_rsync() {
     assert!(!small.iter().any(|p| p == "/big.bin"), "{small:?}");
     assert_eq!(big, &vec!["/big.bin".to_string(), "/".to_string()]);
 }
+
+/// A Full event created from a Layer 2 handler reaches `onFull` through `default.action` when
+/// the config has no `full` function (SPEC §4.7, §7.5).
+#[test]
+fn full_event_from_a_handler_reaches_on_full() {
+    let dir = TestDir::new();
+    let config = dir.config(
+        "onfull.lua",
+        &format!(
+            "sync{{ source = {},\n\
+             onCreate = function(event) event.inlet.createFullEvent('/from-' .. event.basename) end,\n\
+             onFull = function(event)\n\
+               log('Normal', 'onFull etype=', event.etype, ' path=', event.path)\n\
+             end }}\n",
+            lua_str(dir.path_str("src"))
+        ),
+    );
+    let mut d = Daemon::config(&dir, &config, &[] as &[&str]);
+    d.wait_log("--- Startup ---");
+    // The Init of a Layer 2 sync is discarded at once; then the watches are in place.
+    crate::util::wait_until(std::time::Duration::from_secs(5), || {
+        dir.write("src/trigger", "x");
+        d.log().contains("onFull etype=Full path=from-trigger")
+    });
+    d.wait_log("onFull etype=Full path=from-trigger");
+}
