@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::util::sshd::{Sshd, HOST};
-use crate::util::{lua_str, os, rsync_path, tree_diff, wait_until, Daemon, TestDir};
+use crate::util::{lua_str, os, rsync_path, tree_diff, wait_until, Daemon, Rng, TestDir};
 
 /// Operations per churn run (issue 4), applied in rounds: each round's operations go in as
 /// fast as possible, then the target must converge before the next round starts. A round
@@ -22,32 +22,6 @@ use crate::util::{lua_str, os, rsync_path, tree_diff, wait_until, Daemon, TestDi
 const OPERATIONS: usize = 2000;
 const ROUNDS: usize = 5;
 const LEADING_MOVES: usize = 10;
-
-/// A small deterministic generator (xorshift64*): no dependency, same sequence everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
-        if v.is_empty() {
-            None
-        } else {
-            Some(&v[self.below(v.len())])
-        }
-    }
-}
 
 /// Name parts mixed into generated names, so quoting is churned too.
 const FLAVOURS: &[&[u8]] = &[b"", b"", b"", b" sp", b"'q", b"\"dq", b"$x", b"-", b"\xe9"];
@@ -91,7 +65,7 @@ impl Churn {
     pub(crate) fn new(root: &Path, seed: u64) -> Churn {
         Churn {
             root: root.to_owned(),
-            rng: Rng(seed | 1),
+            rng: Rng::new(seed | 1),
             dirs: vec![Vec::new()],
             files: Vec::new(),
             links: Vec::new(),

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use crate::util::{fixture, Daemon, TestDir, Then, TIMEOUT};
+use crate::util::{fixture, Daemon, Rng, TestDir, Then, TIMEOUT};
 
 /// `lsyncd -nodaemon EXTRA... fixtures/configs/NAME` with `$LAYER_ROOT` set to the test dir.
 pub(crate) fn start_layer(dir: &TestDir, name: &str, extra: &[&str]) -> Daemon {
@@ -27,29 +27,6 @@ pub(crate) fn start_layer(dir: &TestDir, name: &str, extra: &[&str]) -> Daemon {
     Daemon::start_with(dir, &args, move |cmd| {
         cmd.env("LAYER_ROOT", root);
     })
-}
-
-/// A small deterministic PRNG (xorshift64*), so a churn is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 /// Relative paths (bytes) of the directories and of the other files below `root`; the first
