@@ -143,6 +143,9 @@ pub(crate) struct Delay {
     /// When the delay becomes due; `None` = due at once (upstream alarm `true`).
     pub(crate) alarm: Option<Instant>,
     pub(crate) status: Status,
+    /// When the change it stands for first arrived ([`crate::health::clock`]); a combine keeps
+    /// the older stamp. Fits in the struct's padding.
+    since: u32,
     id: DelayId,
     /// Position of the delay that blocks this one.
     blocked_by: Option<Pos>,
@@ -601,6 +604,18 @@ impl DelayList {
         self.by_id.get(&id).map(|&p| QueuePos(p))
     }
 
+    /// The arrival stamp ([`crate::health::clock`]) of the oldest queued change: the first in
+    /// queue order, since a combine keeps both the position and the stamp of what it replaces.
+    pub(crate) fn oldest_since(&self) -> Option<u32> {
+        self.queue.first_key_value().map(|(_, d)| d.since)
+    }
+
+    fn keep_since(&mut self, pos: Pos, since: u32) {
+        if let Some(d) = self.queue.get_mut(&pos) {
+            d.since = d.since.min(since);
+        }
+    }
+
     /// Number of delays with status `wait`.
     pub(crate) fn wait_count(&self) -> usize {
         self.wait.len()
@@ -642,6 +657,7 @@ impl DelayList {
                     .take(opos)
                     .expect("invariant: combine candidate is queued");
                 let id = self.insert_new(opos, kind, path, path2, alarm, old.blocked_by);
+                self.keep_since(opos, old.since);
                 Pushed::Replaced { id, old: old_id }
             }
             Combine::ToDeleteStack if !old_active => {
@@ -656,6 +672,7 @@ impl DelayList {
                     old.alarm,
                     old.blocked_by,
                 );
+                self.keep_since(opos, old.since);
                 let id = self.append(kind, path, path2, alarm, Some(opos));
                 Pushed::ToDeleteStacked {
                     id,
@@ -903,6 +920,7 @@ impl DelayList {
             path2,
             alarm,
             status,
+            since: crate::health::clock(),
             id: DelayId::fresh(),
             blocked_by,
         };
@@ -1023,6 +1041,11 @@ mod tests {
         s.as_bytes().into()
     }
 
+    #[test]
+    fn the_arrival_stamp_costs_no_memory() {
+        assert_eq!(std::mem::size_of::<Delay>(), 72);
+    }
+
     fn detached(kind: DelayKind, path: &str, path2: Option<&str>) -> Delay {
         Delay {
             kind,
@@ -1030,6 +1053,7 @@ mod tests {
             path2: path2.map(b),
             alarm: None,
             status: Status::Wait,
+            since: 0,
             id: DelayId::fresh(),
             blocked_by: None,
         }

@@ -31,6 +31,7 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::daemon;
 use crate::delay::DelayKind;
+use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
 use crate::notify::Notifier;
@@ -68,6 +69,7 @@ struct Process {
     /// A TERM/INT noticed while restarting is not lost.
     term: Option<i32>,
     notifier: Notifier,
+    health: DaemonHealth,
 }
 
 /// Runs the daemon for a parsed command line; returns the exit code.
@@ -107,6 +109,7 @@ pub(crate) fn run(cli: &Cli) -> i32 {
         pidfile: None,
         term: None,
         notifier: Notifier::from_env(),
+        health: DaemonHealth::new(),
     };
     let mut first = true;
     loop {
@@ -114,6 +117,7 @@ pub(crate) fn run(cli: &Cli) -> i32 {
             RunEnd::Exit(code) => return code,
             RunEnd::Restart => {
                 first = false;
+                process.health.restarts += 1;
                 log::stop_running();
             }
         }
@@ -262,6 +266,10 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         }
         if core.borrow().syncs[sid].has_init {
             core.borrow_mut().push_init(sid);
+        } else {
+            core.borrow_mut().syncs[sid]
+                .health
+                .started_without_transfer();
         }
         core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
@@ -468,6 +476,7 @@ fn main_loop(
             match outcome {
                 Ok(ReadOutcome::Overflow) => {
                     log::normal("--- OVERFLOW in event queue ---");
+                    p.health.overflows += 1;
                     p.notifier.reloading();
                     fade = Some(Fade::Restart);
                 }
@@ -571,26 +580,40 @@ fn main_loop(
                 Vec::new()
             }
         });
-        notify(&mut p.notifier, &core.borrow(), watcher, settings);
+        notify(
+            &mut p.notifier,
+            &core.borrow(),
+            watcher,
+            settings,
+            &p.health,
+        );
     }
 }
 
 /// systemd: READY=1 once every startup transfer is done (or is being retried with insist),
 /// STATUS= with what the daemon is doing, WATCHDOG=1.
-fn notify(n: &mut Notifier, core: &Core, watcher: &Watcher, settings: &Settings) {
+fn notify(
+    n: &mut Notifier,
+    core: &Core,
+    watcher: &Watcher,
+    settings: &Settings,
+    daemon: &DaemonHealth,
+) {
     let now = Instant::now();
     if core.init_pending == 0 || (settings.insist && core.init_retried) {
         n.ready();
     }
-    let pending: usize = core.syncs.iter().map(|s| s.delays.len()).sum();
-    n.status(
-        format!(
-            "Watching {} directories, {pending} pending events, {} running processes",
-            watcher.len(),
-            core.running
-        ),
-        now,
-    );
+    if n.active() {
+        let snapshot = Snapshot::take(core, daemon, watcher.len());
+        n.status(
+            format!(
+                "{}; {} directories watched",
+                snapshot.summary(),
+                watcher.len()
+            ),
+            now,
+        );
+    }
     n.watchdog(now);
 }
 

@@ -653,6 +653,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         held: false,
         crontab,
         cron_next: None,
+        health: Default::default(),
     })
 }
 
@@ -1033,6 +1034,7 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
         "holdSync",
         sync_function(lua, core, |_, c, sid, held: bool| {
             c.syncs[sid].held = held;
+            c.syncs[sid].health.set_held(held);
             Ok(())
         })?,
     )?;

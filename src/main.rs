@@ -14,6 +14,7 @@ mod daemon;
 mod delay;
 mod event_loop;
 mod exclude;
+mod health;
 mod log;
 mod lua_rt;
 mod notify;

@@ -67,6 +67,11 @@ impl Notifier {
         }
     }
 
+    /// Whether there is a socket to notify: callers skip building messages otherwise.
+    pub(crate) fn active(&self) -> bool {
+        self.target.is_some()
+    }
+
     /// `READY=1`, once per run (a restart re-arms it).
     pub(crate) fn ready(&mut self) {
         if !self.ready_sent {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
 use crate::exclude::Excludes;
+use crate::health::{self, Outcome, SyncHealth};
 use crate::log;
 use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
 use crate::watch::{FsEvent, FsKind};
@@ -52,6 +53,8 @@ pub(crate) struct SyncJob {
     pub(crate) crontab: Vec<crate::crontab::CronRule>,
     /// When the next crontab rule is due.
     pub(crate) cron_next: Option<Instant>,
+    /// What reports show about this sync.
+    pub(crate) health: SyncHealth,
 }
 
 impl SyncJob {
@@ -172,6 +175,10 @@ impl Core {
                 FsKind::Delete => DelayKind::Delete,
                 FsKind::Move => DelayKind::Move,
             };
+            if rel.is_some() || rel2.is_some() {
+                self.syncs[sid].health.event_received();
+            }
+            let s = &self.syncs[sid];
             match (kind, rel, rel2) {
                 (DelayKind::Move, Some(from), Some(to)) => {
                     self.delay(sid, DelayKind::Move, from, Some(to), now)
@@ -241,6 +248,7 @@ impl Core {
             let ex1 = s.excludes.is_excluded(&path);
             let ex2 = s.excludes.is_excluded(&path2);
             if ex1 && ex2 {
+                s.health.event_excluded();
                 log::with(b"Filter", || {
                     [b"filtered out move ".as_slice(), &path].concat()
                 });
@@ -275,6 +283,7 @@ impl Core {
             return;
         }
         if s.excludes.is_excluded(&path) {
+            s.health.event_excluded();
             log::with(b"Filter", || [b"filtered out ".as_slice(), &path].concat());
             return;
         }
@@ -462,6 +471,7 @@ impl Core {
         let Some(registry) = self.registry.as_ref() else {
             return Err("spawn() called before the daemon runs".to_string());
         };
+        let command = health::command_line(&argv);
         let req = SpawnRequest {
             argv,
             stdin,
@@ -479,6 +489,7 @@ impl Core {
         }
         self.running += 1;
         let s = &mut self.syncs[sid];
+        s.health.transfer_started(pid, command);
         for id in &dids {
             s.delays.set_active(*id);
         }
@@ -530,6 +541,8 @@ impl Core {
             return Ok(());
         };
         self.running = self.running.saturating_sub(1);
+        s.health
+            .transfer_finished(pid, Outcome::judge(rc, exitcode), exitcode);
         match rc {
             Some(b"die") => {
                 log::error("Critical exitcode.");

@@ -80,7 +80,7 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
             &sock,
             &mut got,
             Duration::from_secs(20),
-            "STATUS=Watching 1 directories"
+            "STATUS=1 sync: 1 ok; 0 pending, lag 0 s; 1 directories watched"
         ),
         "no STATUS= line: {got:?}"
     );
