@@ -4,8 +4,9 @@
 //! Owns: `TestDir` (a fresh temp dir with `src/` and `dst/`, byte-named file helpers),
 //! `Daemon` (one `lsyncd -nodaemon` process, its log, TERM-then-KILL on drop), `run` (one
 //! short-lived invocation with stdout and stderr kept apart), `wait_until` (the only way a test
-//! waits for something), tree snapshots and `assert_trees_equal`, and `Recorder` (a shell script
-//! used as `rsync{ binary = ... }` that records each call's argv and stdin).
+//! waits for something) and rsync argv comparison. The parts the benchmark shares (temp dirs,
+//! the process handle, the spawn recorder, the seeded generator, tree comparison) are in
+//! `kit/` and re-exported here.
 //! Must not touch: anything outside the temp dirs it creates; the crate's `src/`.
 //!
 //! The binary under test is `$LSYNCD_BIN` when set (e.g. `/usr/bin/lsyncd`, to check a test
@@ -17,18 +18,20 @@
 //! timeout (SPEC-conform daemons are fast; a slow CI machine only makes them wait longer).
 #![allow(dead_code)] // every test module uses a different part of the harness
 
-use std::collections::BTreeMap;
+pub mod kit;
+pub mod sshd;
+pub use kit::proc::{exit_code, send_signal, Proc};
+pub use kit::recorder::{Call, Recorder, Then, Waiter};
+pub use kit::rng::Rng;
+pub use kit::tree::{assert_trees_equal, show, tree_diff, trees_equal};
+pub use kit::{lua_str, os, poll_until, temp_dir, which};
+
 use std::ffi::{OsStr, OsString};
-use std::fmt::Write as _;
 use std::fs;
-use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How often every wait polls.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -55,7 +58,7 @@ pub fn short_flag_order_is_random() -> bool {
 pub fn rsync_path() -> PathBuf {
     static RSYNC: OnceLock<Option<PathBuf>> = OnceLock::new();
     RSYNC
-        .get_or_init(|| find_in_path("rsync"))
+        .get_or_init(|| which("rsync"))
         .clone()
         .unwrap_or_else(|| {
             panic!(
@@ -65,73 +68,9 @@ pub fn rsync_path() -> PathBuf {
         })
 }
 
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            fs::metadata(p)
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
-}
-
-/// Bytes as an `OsStr` (file names in tests are bytes, never lossy strings).
-pub fn os(bytes: &[u8]) -> &OsStr {
-    OsStr::from_bytes(bytes)
-}
-
-/// Quotes bytes as a Lua string literal (decimal escapes for anything not plain printable ASCII),
-/// so any path can be put into a generated config.
-pub fn lua_str(bytes: impl AsRef<[u8]>) -> String {
-    let mut out = String::from("\"");
-    for &b in bytes.as_ref() {
-        match b {
-            b'"' | b'\\' => {
-                out.push('\\');
-                out.push(b as char);
-            }
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\{b:03}");
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Polls `pred` every 50 ms until it holds (true) or `timeout` passes (false).
-pub fn wait_until(timeout: Duration, mut pred: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if pred() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
-/// Exit code as a shell reports it: the code, or 128 + signal for a killed process.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(-1)
-}
-
-/// Sends `signal` (a name such as `TERM`) to `pid` with kill(1), keeping the tests free of
-/// `unsafe`. A process that is already gone is not an error here: callers check exit statuses.
-pub fn send_signal(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg("-s")
-        .arg(signal)
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status();
+pub fn wait_until(timeout: Duration, pred: impl FnMut() -> bool) -> bool {
+    poll_until(timeout, POLL, pred)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -145,10 +84,7 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new() -> TestDir {
-        let tmp = tempfile::Builder::new()
-            .prefix("lsyncd-test-")
-            .tempdir()
-            .expect("create temp dir");
+        let tmp = temp_dir("lsyncd-test-", None).expect("create temp dir");
         let dir = TestDir { tmp };
         dir.mkdir("src");
         dir.mkdir("dst");
@@ -239,12 +175,19 @@ impl TestDir {
 
     /// Installs a recorder script at `root/rec.sh`; see [`Recorder`].
     pub fn recorder(&self, then: Then) -> Recorder {
-        Recorder::install(self, "rec.sh", then)
+        self.recorder_at("rec.sh", then)
     }
 
     /// Installs a recorder script at `root/REL` (e.g. `bin/rsync`, to be found through PATH).
     pub fn recorder_at(&self, rel: &str, then: Then) -> Recorder {
-        Recorder::install(self, rel, then)
+        if let Then::ExecRsync = then {
+            rsync_path();
+        }
+        let script = self.path(rel);
+        if let Some(parent) = script.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+        }
+        Recorder::install(&script, then).unwrap_or_else(|e| panic!("install {script:?}: {e}"))
     }
 }
 
@@ -328,12 +271,10 @@ fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 }
 
 /// One `lsyncd -nodaemon ...` process running in a test dir's root, stdout and stderr both
-/// appended to `root/lsyncd.log`. Dropping it sends SIGTERM, waits up to 5 s, then SIGKILLs.
+/// appended to `root/lsyncdN.log`. Dropping it sends SIGTERM, waits up to 5 s, then SIGKILLs.
 /// If the test is failing, the drop prints the log.
 pub struct Daemon {
-    child: Child,
-    log_path: PathBuf,
-    status: Option<ExitStatus>,
+    proc: Proc,
 }
 
 impl Daemon {
@@ -356,79 +297,48 @@ impl Daemon {
         adjust: impl FnOnce(&mut Command),
     ) -> Daemon {
         let log_path = dir.path(format!("lsyncd{}.log", next_id()));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("create daemon log");
-        let log2 = log.try_clone().expect("dup daemon log");
         let mut cmd = Command::new(lsyncd_bin());
-        cmd.arg("-nodaemon")
-            .args(args)
-            .current_dir(dir.root())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.arg("-nodaemon").args(args).current_dir(dir.root());
         adjust(&mut cmd);
-        let child = cmd
-            .spawn()
+        let proc = Proc::spawn(cmd, &log_path)
             .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", lsyncd_bin()));
-        Daemon {
-            child,
-            log_path,
-            status: None,
-        }
+        Daemon { proc }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid()
     }
 
     /// Everything the daemon printed so far (stdout and stderr interleaved).
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+        self.proc.log()
     }
 
     /// Exit status if the process has ended (reaping it).
     pub fn try_exit(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().ok().flatten();
-        }
-        self.status
+        self.proc.try_exit()
     }
 
     /// The exit status once the process has been seen to end.
     pub fn status(&self) -> Option<ExitStatus> {
-        self.status
+        self.proc.status()
     }
 
     /// Waits up to `timeout` for the process to exit; returns its exit code (128 + signal when
     /// killed), or `None` if it is still running.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        wait_until(timeout, || self.try_exit().is_some());
-        self.status.map(exit_code)
+        self.proc.wait_exit(timeout)
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, name: &str) {
-        if self.status.is_none() {
-            send_signal(self.child.id(), name);
-        }
+        self.proc.signal(name);
     }
 
     /// Polls until the log contains `needle`; fails the test (with the log) on timeout or when
     /// the daemon exits first.
     pub fn wait_log(&mut self, needle: &str) {
-        let ok = wait_until(TIMEOUT, || {
-            self.log().contains(needle) || self.try_exit().is_some()
-        });
-        if !(ok && self.log().contains(needle)) {
-            panic!(
-                "daemon log never showed {needle:?} (exit: {:?})\n--- log ---\n{}",
-                self.status.map(exit_code),
-                self.log()
-            );
-        }
+        self.wait_log_count(needle, 1);
     }
 
     /// Polls until the log contains `needle` at least `n` times; fails like `wait_log`.
@@ -437,9 +347,14 @@ impl Daemon {
             self.log().matches(needle).count() >= n || self.try_exit().is_some()
         });
         if !(ok && self.log().matches(needle).count() >= n) {
+            let times = if n == 1 {
+                String::new()
+            } else {
+                format!(" {n} times")
+            };
             panic!(
-                "daemon log never showed {needle:?} {n} times (exit: {:?})\n--- log ---\n{}",
-                self.status.map(exit_code),
+                "daemon log never showed {needle:?}{times} (exit: {:?})\n--- log ---\n{}",
+                self.status().map(exit_code),
                 self.log()
             );
         }
@@ -452,9 +367,7 @@ impl Daemon {
 
     /// Polls until the trees `a` and `b` are equal; fails with the differences and the log.
     pub fn wait_trees_equal(&mut self, a: &Path, b: &Path) {
-        self.wait_for(&format!("{a:?} and {b:?} equal"), || {
-            tree_diff(a, b).is_some_and(|d| d.is_empty())
-        });
+        self.wait_for(&format!("{a:?} and {b:?} equal"), || trees_equal(a, b));
         let diff = tree_diff(a, b).unwrap_or_default();
         if !diff.is_empty() {
             panic!(
@@ -476,7 +389,7 @@ impl Daemon {
         if !held && !pred() {
             panic!(
                 "timed out waiting for {what} (daemon exit: {:?})\n--- log ---\n{}",
-                self.status.map(exit_code),
+                self.status().map(exit_code),
                 self.log()
             );
         }
@@ -493,243 +406,18 @@ impl Daemon {
     }
 }
 
+impl Waiter for Daemon {
+    fn wait_until_true(&mut self, what: &str, pred: &mut dyn FnMut() -> bool) {
+        self.wait_for(what, pred);
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            send_signal(self.child.id(), "TERM");
-            if self.wait_exit(Duration::from_secs(5)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        self.proc.stop(Duration::from_secs(5));
         if std::thread::panicking() {
-            eprintln!("--- lsyncd log ({:?}) ---\n{}", self.log_path, self.log());
+            eprintln!("--- lsyncd log ({:?}) ---\n{}", self.proc.log, self.log());
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trees
-
-/// One entry of a tree snapshot.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Node {
-    Dir,
-    File(Vec<u8>),
-    Symlink(Vec<u8>),
-    Other,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Node::Dir => write!(f, "dir"),
-            Node::File(c) => write!(
-                f,
-                "file {:?}",
-                String::from_utf8_lossy(&c[..c.len().min(40)])
-            ),
-            Node::Symlink(t) => write!(f, "symlink -> {:?}", String::from_utf8_lossy(t)),
-            Node::Other => write!(f, "special file"),
-        }
-    }
-}
-
-/// All entries below `root` (not `root` itself), keyed by their relative path bytes
-/// (`a/b/f`). Symlinks are not followed.
-pub fn snapshot(root: &Path) -> io::Result<BTreeMap<Vec<u8>, Node>> {
-    let mut out = BTreeMap::new();
-    walk(root, &mut Vec::new(), &mut out)?;
-    Ok(out)
-}
-
-fn walk(dir: &Path, rel: &mut Vec<u8>, out: &mut BTreeMap<Vec<u8>, Node>) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().into_vec();
-        let len = rel.len();
-        if !rel.is_empty() {
-            rel.push(b'/');
-        }
-        rel.extend_from_slice(&name);
-        let path = entry.path();
-        let meta = fs::symlink_metadata(&path)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            out.insert(rel.clone(), Node::Dir);
-            walk(&path, rel, out)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(&path)?.into_os_string().into_vec();
-            out.insert(rel.clone(), Node::Symlink(target));
-        } else if ft.is_file() {
-            out.insert(rel.clone(), Node::File(fs::read(&path)?));
-        } else {
-            out.insert(rel.clone(), Node::Other);
-        }
-        rel.truncate(len);
-    }
-    Ok(())
-}
-
-/// Relative paths present in a snapshot, for messages.
-pub fn show(path: &[u8]) -> String {
-    format!("{:?}", String::from_utf8_lossy(path)).replace('\u{fffd}', "\\xNN")
-}
-
-/// Differences between two trees (names, types, symlink targets, contents), at most 20 lines;
-/// `None` if either tree could not be read (e.g. changed while being walked).
-pub fn tree_diff(a: &Path, b: &Path) -> Option<Vec<String>> {
-    let (sa, sb) = (snapshot(a).ok()?, snapshot(b).ok()?);
-    let mut diffs = Vec::new();
-    for (k, va) in &sa {
-        match sb.get(k) {
-            None => diffs.push(format!("only in {a:?}: {} ({va:?})", show(k))),
-            Some(vb) if vb != va => diffs.push(format!("differs: {}: {va:?} vs {vb:?}", show(k))),
-            Some(_) => {}
-        }
-    }
-    for (k, vb) in &sb {
-        if !sa.contains_key(k) {
-            diffs.push(format!("only in {b:?}: {} ({vb:?})", show(k)));
-        }
-    }
-    let total = diffs.len();
-    if total > 20 {
-        diffs.truncate(20);
-        diffs.push(format!("... and {} more differences", total - 20));
-    }
-    Some(diffs)
-}
-
-/// Fails the test with the first differences unless the trees are equal.
-pub fn assert_trees_equal(a: &Path, b: &Path) {
-    match tree_diff(a, b) {
-        Some(d) if d.is_empty() => {}
-        Some(d) => panic!("trees {a:?} and {b:?} differ:\n{}", d.join("\n")),
-        None => panic!("cannot read {a:?} or {b:?}"),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Recorder
-
-/// What the recorder does after recording a call.
-#[derive(Clone, Copy, Debug)]
-pub enum Then {
-    /// Exit with this code (rsync 0 = success).
-    Exit(i32),
-    /// exec the real rsync with the same arguments and stdin, so the sync still happens.
-    ExecRsync,
-}
-
-/// A `/bin/sh` script usable as `rsync{ binary = ... }`. Each call gets its own directory
-/// `root/REL.calls/N/` (N = 1, 2, ...) holding `args` (each argument followed by a NUL, `printf '%s\0'`),
-/// `stdin` (everything read from stdin) and `done` (written last).
-pub struct Recorder {
-    script: PathBuf,
-    calls_dir: PathBuf,
-}
-
-/// One recorded call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Call {
-    /// The arguments (without argv[0]).
-    pub args: Vec<Vec<u8>>,
-    pub stdin: Vec<u8>,
-}
-
-impl Call {
-    /// Arguments as (lossy) strings, for comparisons and messages.
-    pub fn args(&self) -> Vec<String> {
-        self.args
-            .iter()
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect()
-    }
-
-    pub fn stdin_str(&self) -> String {
-        String::from_utf8_lossy(&self.stdin).into_owned()
-    }
-}
-
-fn sh_quote(bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![b'\''];
-    for &b in bytes {
-        if b == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(b);
-        }
-    }
-    out.push(b'\'');
-    out
-}
-
-impl Recorder {
-    fn install(dir: &TestDir, rel: &str, then: Then) -> Recorder {
-        let calls_dir = dir.mkdir(format!("{rel}.calls"));
-        let script = dir.path(rel);
-        let d = sh_quote(calls_dir.as_os_str().as_bytes());
-        let mut text = Vec::new();
-        text.extend_from_slice(
-            b"#!/bin/sh\n# Records one call: arguments (NUL-terminated) and stdin.\nd=",
-        );
-        text.extend_from_slice(&d);
-        text.extend_from_slice(
-            b"\ni=1\nwhile ! mkdir \"$d/$i\" 2>/dev/null; do i=$((i + 1)); done\n\
-              printf '%s\\0' \"$@\" > \"$d/$i/args\"\n\
-              cat > \"$d/$i/stdin\"\n\
-              : > \"$d/$i/done\"\n",
-        );
-        match then {
-            Then::Exit(code) => text.extend_from_slice(format!("exit {code}\n").as_bytes()),
-            Then::ExecRsync => {
-                text.extend_from_slice(b"exec ");
-                text.extend_from_slice(&sh_quote(rsync_path().as_os_str().as_bytes()));
-                text.extend_from_slice(b" \"$@\" < \"$d/$i/stdin\"\n");
-            }
-        }
-        fs::write(&script, text).expect("write recorder");
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod recorder");
-        Recorder { script, calls_dir }
-    }
-
-    /// Absolute path of the script.
-    pub fn path(&self) -> &Path {
-        &self.script
-    }
-
-    /// The script's path as a Lua string literal.
-    pub fn lua(&self) -> String {
-        lua_str(self.script.as_os_str().as_bytes())
-    }
-
-    /// All completely recorded calls, in call order.
-    pub fn calls(&self) -> Vec<Call> {
-        let mut calls = Vec::new();
-        for i in 1.. {
-            let d = self.calls_dir.join(i.to_string());
-            if !d.exists() {
-                break;
-            }
-            if !d.join("done").exists() {
-                break;
-            }
-            let raw = fs::read(d.join("args")).unwrap_or_default();
-            let mut args: Vec<Vec<u8>> = raw.split(|&b| b == 0).map(|s| s.to_vec()).collect();
-            args.pop(); // after the last NUL
-            let stdin = fs::read(d.join("stdin")).unwrap_or_default();
-            calls.push(Call { args, stdin });
-        }
-        calls
-    }
-
-    /// Waits until at least `n` calls are recorded; fails with the daemon log otherwise.
-    pub fn wait_calls(&self, daemon: &mut Daemon, n: usize) -> Vec<Call> {
-        daemon.wait_for(&format!("{n} recorded rsync call(s)"), || {
-            self.calls().len() >= n
-        });
-        self.calls()
     }
 }
 
@@ -777,42 +465,4 @@ pub fn assert_args(got: &[String], want: &[String]) {
 /// `sv!["a", x, ...]`: a `Vec<String>` from anything `String::from` takes.
 macro_rules! sv {
     ($($e:expr),* $(,)?) => { vec![$(String::from($e)),*] };
-}
-pub mod sshd;
-
-// ---------------------------------------------------------------------------------------------
-// Rng
-
-/// A small deterministic generator (xorshift64*) for seeded churn tests: no dependency, the
-/// same sequence everywhere.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator for `seed` (0 is mapped to 1: xorshift never leaves 0).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A random element, or `None` for an empty slice.
-    pub fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
-        if v.is_empty() {
-            None
-        } else {
-            Some(&v[self.below(v.len())])
-        }
-    }
 }
