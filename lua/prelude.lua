@@ -94,6 +94,7 @@ local settingsKeys = {
 	statusFile = true, statusInterval = true, logfacility = true,
 	logident = true, insist = true, inotifyMode = true,
 	maxProcesses = true, maxDelays = true,
+	statusFormat = true, metricsFile = true, metricsListen = true,
 }
 
 local settingsTable = { }

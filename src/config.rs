@@ -31,6 +31,12 @@ pub(crate) struct Settings {
     /// Raw `inotifyMode`; validated when the first watch is added (SPEC §2.9).
     pub(crate) inotify_mode: Option<Vec<u8>>,
     pub(crate) max_processes: Option<usize>,
+    /// `statusFormat`: upstream's text or JSON.
+    pub(crate) status_format: crate::status::StatusFormat,
+    /// `metricsFile`: Prometheus text rewritten with the status file.
+    pub(crate) metrics_file: Option<OsString>,
+    /// `metricsListen`: where `GET /metrics` is served.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 fn truthy(v: &Value) -> bool {
@@ -70,7 +76,30 @@ impl Settings {
                 )
             })?,
         };
+        let status_format = match bytes(&get("statusFormat")) {
+            None => crate::status::StatusFormat::Text,
+            Some(v) => crate::status::StatusFormat::parse(&v)?,
+        };
+        let metrics_listen = match get("metricsListen") {
+            Value::Nil => None,
+            v => {
+                let text = bytes(&v).unwrap_or_default();
+                let addr = std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse::<std::net::SocketAddr>().ok());
+                Some(addr.ok_or_else(|| {
+                    format!(
+                        "settings.metricsListen: expected an address and port such as \
+                         \"127.0.0.1:9101\", got \"{}\"",
+                        String::from_utf8_lossy(&text)
+                    )
+                })?)
+            }
+        };
         Ok(Settings {
+            status_format,
+            metrics_file: path("metricsFile"),
+            metrics_listen,
             logfile: path("logfile"),
             pidfile: path("pidfile"),
             nodaemon: truthy(&get("nodaemon")),
@@ -121,6 +150,26 @@ mod tests {
         assert_eq!(s.max_processes, Some(4));
         assert_eq!(s.logfacility, 3 << 3);
         assert_eq!(s.logident, b"x");
+    }
+
+    #[test]
+    fn observability_keys_are_parsed_and_bad_values_name_the_key() {
+        let s = settings_of(
+            "return { statusFormat='json', metricsFile='/m', metricsListen='127.0.0.1:9101' }",
+        )
+        .expect("settings");
+        assert_eq!(s.status_format, crate::status::StatusFormat::Json);
+        assert_eq!(s.metrics_file, Some(OsString::from("/m")));
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9101".parse().expect("addr"))
+        );
+        let e = settings_of("return { metricsListen='localhost' }").expect_err("error");
+        assert!(e.starts_with("settings.metricsListen: "), "{e}");
+        let e = settings_of("return { metricsListen=9101 }").expect_err("error");
+        assert!(e.contains("\"9101\""), "{e}");
+        let e = settings_of("return { statusFormat='xml' }").expect_err("error");
+        assert!(e.starts_with("settings.statusFormat: "), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -34,6 +35,7 @@ use crate::delay::DelayKind;
 use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
+use crate::metrics::{self, MetricsServer};
 use crate::notify::Notifier;
 use crate::signals::Signals;
 use crate::spawn::{self, Spawner};
@@ -44,6 +46,8 @@ use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
 
 const INOTIFY: Token = Token(0);
 const SIGNALS: Token = Token(1);
+/// A `/metrics` scrape wants a fresh page.
+const METRICS: Token = Token(2);
 /// Fds observed by configs (`observefd`) use `OBSERVED + fd`; far above the spawner's tokens.
 const OBSERVED: usize = 1 << 30;
 /// After a read that found events the inotify fd rests this long, out of the poll, so that a
@@ -70,6 +74,10 @@ struct Process {
     term: Option<i32>,
     notifier: Notifier,
     health: DaemonHealth,
+    /// The `metricsListen` listener, kept across restarts while the address stays.
+    metrics: Option<MetricsServer>,
+    /// Wakes the loop for a scrape; one per poll, made with the first listener.
+    waker: Option<Arc<mio::Waker>>,
 }
 
 /// Runs the daemon for a parsed command line; returns the exit code.
@@ -110,6 +118,8 @@ pub(crate) fn run(cli: &Cli) -> i32 {
         term: None,
         notifier: Notifier::from_env(),
         health: DaemonHealth::new(),
+        metrics: None,
+        waker: None,
     };
     let mut first = true;
     loop {
@@ -220,6 +230,10 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             env!("CARGO_PKG_VERSION")
         ));
     }
+    if let Err(e) = start_metrics(p, settings.metrics_listen) {
+        log::error(e);
+        return RunEnd::Exit(255);
+    }
     {
         let mut c = core.borrow_mut();
         c.max_processes = settings.max_processes;
@@ -318,6 +332,29 @@ fn config_test(rt: &Runtime, core: &Rc<RefCell<Core>>, settings: &Settings) -> R
     RunEnd::Exit(0)
 }
 
+/// Starts, keeps, moves or stops the `/metrics` listener to match `metricsListen`. Runs after
+/// daemonizing: the listener thread would not survive the fork.
+fn start_metrics(p: &mut Process, listen: Option<std::net::SocketAddr>) -> Result<(), String> {
+    if p.metrics.as_ref().map(|m| m.addr()) == listen {
+        return Ok(());
+    }
+    p.metrics = None;
+    let Some(addr) = listen else { return Ok(()) };
+    let waker = match &p.waker {
+        Some(w) => w.clone(),
+        None => {
+            let w = mio::Waker::new(p.poll.registry(), METRICS)
+                .map_err(|e| format!("cannot create the metrics waker: {e}"))?;
+            let w = Arc::new(w);
+            p.waker = Some(w.clone());
+            w
+        }
+    };
+    p.metrics = Some(MetricsServer::start(addr, waker)?);
+    log::normal(format!("Serving metrics at http://{addr}/metrics"));
+    Ok(())
+}
+
 fn watch_error(e: WatchError) -> i32 {
     match e {
         WatchError::Limit { .. } => log::error(e.to_string()),
@@ -354,8 +391,12 @@ fn main_loop(
     // observefd registrations made with the poll: fd → (readable, writable).
     let mut registered: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)> =
         Default::default();
-    let mut status =
-        status::StatusWriter::new(settings.status_file.clone(), settings.status_interval);
+    let mut status = status::StatusWriter::new(
+        settings.status_file.clone(),
+        settings.status_format,
+        settings.metrics_file.clone(),
+        settings.status_interval,
+    );
     if fade.is_some() {
         core.borrow_mut().fading = true;
     }
@@ -441,6 +482,7 @@ fn main_loop(
                     }
                 }
                 INOTIFY => inotify_ready = true,
+                METRICS => {}              // answered below, once the events are in
                 t if t.0 >= OBSERVED => {} // handled below, level-triggered
                 t if Spawner::is_spawn_token(t) => {
                     let mut c = core.borrow_mut();
@@ -524,6 +566,10 @@ fn main_loop(
                 return RunEnd::Exit(code);
             }
         }
+        if let Some(m) = p.metrics.as_ref().filter(|m| m.wanted()) {
+            let snapshot = Snapshot::take(&core.borrow(), &p.health, watcher.len());
+            m.publish(metrics::render(&snapshot));
+        }
         if fade.is_none() && !observed.is_empty() {
             for (fd, r, w) in sys::poll_now(&observed) {
                 if let Err(code) = rt.fd_ready(fd, r, w) {
@@ -573,7 +619,7 @@ fn main_loop(
         if let Err(code) = rt.forget_removed() {
             return RunEnd::Exit(code);
         }
-        status.maybe_write(&core.borrow(), watcher, &mut || {
+        status.maybe_write(&core.borrow(), watcher, &p.health, &mut || {
             if tunnels {
                 rt.tunnel_status()
             } else {

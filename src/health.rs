@@ -16,8 +16,6 @@
 //! [`SyncState::WaitingForTunnel`] while its tunnel is down and back afterwards. Code that
 //! decides on retries and failures by itself calls [`SyncHealth::set_state`].
 
-#![allow(dead_code)] // the metrics and JSON reports read the rest
-
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -17,6 +17,7 @@ mod exclude;
 mod health;
 mod log;
 mod lua_rt;
+mod metrics;
 mod notify;
 mod signals;
 mod spawn;

@@ -1,5 +1,8 @@
-//! The status file (SPEC §12.1 layout, §12.2 timing), written atomically: a temp file beside it
-//! renamed over it, so a reader never sees half a report.
+//! The status file (SPEC §12.1 layout, §12.2 timing; `statusFormat = "json"` for the health
+//! record as JSON) and the metrics file (`metricsFile`, Prometheus text), each written
+//! atomically: a temp file beside it renamed over it, so a reader never sees half a report.
+//! Both are rewritten at least every `statusInterval` while idle, so their age tells whether
+//! the daemon is alive.
 //!
 //! Owns: when to write and what. Reads the syncs and the watch registry, never changes them.
 //! Must not touch: Lua, the poll loop.
@@ -9,33 +12,77 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
+use crate::health::{unix_secs, DaemonHealth, Snapshot};
 use crate::log;
+use crate::metrics;
 use crate::sync::{describe_delay, Core};
 use crate::sys;
 use crate::watch::Watcher;
 
-/// Decides when the status file is rewritten and writes it.
+/// `settings{ statusFormat }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum StatusFormat {
+    /// Upstream's report.
+    #[default]
+    Text,
+    Json,
+}
+
+impl StatusFormat {
+    /// Parses the setting; the error names the key and the accepted values.
+    pub(crate) fn parse(v: &[u8]) -> Result<StatusFormat, String> {
+        match v {
+            b"text" => Ok(StatusFormat::Text),
+            b"json" => Ok(StatusFormat::Json),
+            other => Err(format!(
+                "settings.statusFormat: expected \"text\" or \"json\", got \"{}\"",
+                String::from_utf8_lossy(other)
+            )),
+        }
+    }
+}
+
+/// While idle the files are rewritten this often when `statusInterval` is 0.
+const IDLE_MIN: Duration = Duration::from_secs(1);
+
+/// Decides when the status and metrics files are rewritten and writes them.
 #[derive(Debug)]
 pub(crate) struct StatusWriter {
     path: Option<OsString>,
+    format: StatusFormat,
+    metrics: Option<OsString>,
     interval: Duration,
     last: Option<Instant>,
     deferred: Option<Instant>,
 }
 
 impl StatusWriter {
-    pub(crate) fn new(path: Option<OsString>, interval_secs: f64) -> StatusWriter {
+    pub(crate) fn new(
+        path: Option<OsString>,
+        format: StatusFormat,
+        metrics: Option<OsString>,
+        interval_secs: f64,
+    ) -> StatusWriter {
         StatusWriter {
             path,
+            format,
+            metrics,
             interval: Duration::from_secs_f64(interval_secs.clamp(0.0, 1e9)),
             last: None,
             deferred: None,
         }
     }
 
-    /// A deferred write the main loop must wake up for.
+    /// When the main loop must wake up: a deferred write, or the idle rewrite.
     pub(crate) fn next_due(&self) -> Option<Instant> {
-        self.deferred
+        if self.path.is_none() && self.metrics.is_none() {
+            return None;
+        }
+        let idle = self.last.map(|t| t + self.interval.max(IDLE_MIN));
+        match (self.deferred, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Called at the end of every cycle (SPEC §12.2).
@@ -43,9 +90,10 @@ impl StatusWriter {
         &mut self,
         core: &Core,
         watcher: &Watcher,
+        daemon: &DaemonHealth,
         tunnels: &mut dyn FnMut() -> Vec<u8>,
     ) {
-        if self.path.is_none() {
+        if self.path.is_none() && self.metrics.is_none() {
             return;
         }
         let now = Instant::now();
@@ -63,27 +111,119 @@ impl StatusWriter {
         }
         self.deferred = None;
         self.last = Some(now);
-        let tunnel_section = tunnels();
-        self.write(core, watcher, &tunnel_section);
-    }
-
-    fn write(&self, core: &Core, watcher: &Watcher, tunnel_section: &[u8]) {
-        let Some(path) = &self.path else { return };
-        let text = render(core, watcher, tunnel_section);
-        let mut tmp = path.as_bytes().to_vec();
-        tmp.extend_from_slice(format!(".{}.tmp", sys::getpid()).as_bytes());
-        let tmp = OsString::from(std::ffi::OsStr::from_bytes(&tmp));
-        let result = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&text))
-            .and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            log::error(format!(
-                "Cannot open status file \"{}\" :{e}",
-                path.to_string_lossy()
-            ));
+        let snapshot = Snapshot::take(core, daemon, watcher.len());
+        if let Some(path) = &self.path {
+            let text = match self.format {
+                StatusFormat::Text => render(core, watcher, &tunnels()),
+                StatusFormat::Json => render_json(&snapshot),
+            };
+            write_atomically(path, &text, "status");
+        }
+        if let Some(path) = &self.metrics {
+            write_atomically(path, metrics::render(&snapshot).as_bytes(), "metrics");
         }
     }
+}
+
+/// Writes a temp file beside `path` and renames it over `path`.
+fn write_atomically(path: &OsString, text: &[u8], what: &str) {
+    let mut tmp = path.as_bytes().to_vec();
+    tmp.extend_from_slice(format!(".{}.tmp", sys::getpid()).as_bytes());
+    let tmp = OsString::from(std::ffi::OsStr::from_bytes(&tmp));
+    let result = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(text))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        log::error(format!(
+            "Cannot open {what} file \"{}\" :{e}",
+            path.to_string_lossy()
+        ));
+    }
+}
+
+/// Appends a JSON string: bytes as UTF-8 (lossy), escaped.
+fn json_str(out: &mut String, v: &[u8]) {
+    out.push('"');
+    for c in String::from_utf8_lossy(v).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The health record as one JSON object (`statusFormat = "json"`).
+pub(crate) fn render_json(snap: &Snapshot) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let d = &snap.daemon;
+    let mut o = String::with_capacity(512 + snap.syncs.len() * 512);
+    let _ = write!(
+        o,
+        "{{\"version\":\"2.3.1\",\"time\":{},\"start_time\":{},\"uptime_seconds\":{},\
+         \"monitor\":\"{}\",\"watches\":{},\"overflows\":{},\"restarts\":{},\"syncs\":[",
+        unix_secs(snap.at),
+        unix_secs(d.started),
+        snap.uptime_secs,
+        d.monitor,
+        snap.watches,
+        d.overflows,
+        d.restarts
+    );
+    for (i, s) in snap.syncs.iter().enumerate() {
+        let h = &s.health;
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str("{\"name\":");
+        json_str(&mut o, &s.name);
+        o.push_str(",\"source\":");
+        json_str(&mut o, &s.source);
+        let _ = write!(
+            o,
+            ",\"state\":\"{}\",\"pending\":{},\"lag_seconds\":{},\"running\":{},\
+             \"transfers_started\":{},\"transfers_succeeded\":{},\"transfers_failed\":{},\
+             \"consecutive_failures\":{},\"events_received\":{},\"events_excluded\":{},\
+             \"last_success\":",
+            s.state.as_str(),
+            s.pending,
+            s.lag_secs,
+            s.running,
+            h.transfers_started,
+            h.transfers_succeeded,
+            h.transfers_failed,
+            h.consecutive_failures,
+            h.events_received,
+            h.events_excluded
+        );
+        match h.last_success {
+            Some(t) => {
+                let _ = write!(o, "{}", unix_secs(t));
+            }
+            None => o.push_str("null"),
+        }
+        o.push_str(",\"last_failure\":");
+        match &h.last_failure {
+            Some(f) => {
+                let _ = write!(
+                    o,
+                    "{{\"time\":{},\"exit_code\":{},\"command\":",
+                    unix_secs(f.at),
+                    f.exit_code
+                );
+                json_str(&mut o, &f.command);
+                o.push('}');
+            }
+            None => o.push_str("null"),
+        }
+        o.push('}');
+    }
+    o.push_str("]}\n");
+    o.into_bytes()
 }
 
 /// The report, in upstream's layout.

@@ -31,6 +31,7 @@ mod layers_examples;
 mod layers_globals;
 mod layers_inlet;
 mod live_sync;
+mod metrics;
 mod notify;
 mod production;
 mod rsync_sync;

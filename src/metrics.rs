@@ -1,0 +1,377 @@
+//! Prometheus metrics: the text exposition (format 0.0.4) of a [`Snapshot`], and the
+//! `settings{ metricsListen }` HTTP listener that serves it at `GET /metrics`.
+//!
+//! Owns: metric names and help texts, label escaping, the listener thread. The thread never
+//! touches the daemon's state: for each scrape it asks the main loop (through a `mio::Waker`)
+//! for a fresh page and waits for it briefly, falling back to the last page published while
+//! the loop is busy.
+//!
+//! Must not touch: the syncs, Lua, the file system (the metrics file is written by `status`).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::health::{unix_secs, Snapshot, SyncState, SyncView};
+
+/// How long a scrape waits for the main loop to render a fresh page.
+const FRESH_WAIT: Duration = Duration::from_secs(2);
+
+/// Appends a label value: UTF-8 (lossy for other bytes), with `\`, `"` and newlines escaped.
+fn label_value(out: &mut String, v: &[u8]) {
+    for c in String::from_utf8_lossy(v).chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// One metric family: HELP and TYPE, then a sample per sync or a single sample.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn per_sync(
+        &mut self,
+        syncs: &[SyncView],
+        name: &str,
+        kind: &str,
+        help: &str,
+        value: impl Fn(&SyncView) -> Option<f64>,
+    ) {
+        self.head(name, kind, help);
+        for s in syncs {
+            if let Some(v) = value(s) {
+                self.out.push_str(name);
+                self.out.push_str("{sync=\"");
+                label_value(self.out, &s.name);
+                let _ = writeln!(self.out, "\"}} {v}");
+            }
+        }
+    }
+}
+
+/// The exposition text of a snapshot.
+pub(crate) fn render(snap: &Snapshot) -> String {
+    let mut out = String::with_capacity(2048 + snap.syncs.len() * 1024);
+    let d = &snap.daemon;
+    let mut f = Family { out: &mut out };
+    f.head(
+        "lsyncd_info",
+        "gauge",
+        "Version and file-system monitor of the daemon.",
+    );
+    let _ = writeln!(
+        f.out,
+        "lsyncd_info{{version=\"2.3.1\",monitor=\"{}\"}} 1",
+        d.monitor
+    );
+    f.head(
+        "lsyncd_start_time_seconds",
+        "gauge",
+        "Start time of the daemon since the Unix epoch.",
+    );
+    let _ = writeln!(f.out, "lsyncd_start_time_seconds {}", unix_secs(d.started));
+    f.head(
+        "lsyncd_uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+    );
+    let _ = writeln!(f.out, "lsyncd_uptime_seconds {}", snap.uptime_secs);
+    f.head("lsyncd_watches", "gauge", "Directories watched.");
+    let _ = writeln!(f.out, "lsyncd_watches {}", snap.watches);
+    f.head(
+        "lsyncd_overflows_total",
+        "counter",
+        "Event queue overflows (each one restarts the daemon).",
+    );
+    let _ = writeln!(f.out, "lsyncd_overflows_total {}", d.overflows);
+    f.head(
+        "lsyncd_restarts_total",
+        "counter",
+        "Restarts after a HUP or an overflow.",
+    );
+    let _ = writeln!(f.out, "lsyncd_restarts_total {}", d.restarts);
+
+    f.head(
+        "lsyncd_sync_state",
+        "gauge",
+        "1 for the state the sync is in (starting, ok, retrying, failed, waiting_for_tunnel).",
+    );
+    for s in &snap.syncs {
+        for state in SyncState::ALL {
+            f.out.push_str("lsyncd_sync_state{sync=\"");
+            label_value(f.out, &s.name);
+            let _ = writeln!(
+                f.out,
+                "\",state=\"{}\"}} {}",
+                state.as_str(),
+                u8::from(s.state == state)
+            );
+        }
+    }
+    let syncs = &snap.syncs;
+    let count = |n: u64| Some(n as f64);
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_pending_events",
+        "gauge",
+        "Changes queued and not yet transferred.",
+        |s| Some(s.pending as f64),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_lag_seconds",
+        "gauge",
+        "Age of the oldest change not yet transferred; 0 when none is pending.",
+        |s| Some(s.lag_secs as f64),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_running_processes",
+        "gauge",
+        "Transfer processes running.",
+        |s| Some(s.running as f64),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_transfers_started_total",
+        "counter",
+        "Transfer processes started.",
+        |s| count(s.health.transfers_started),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_transfers_succeeded_total",
+        "counter",
+        "Transfer processes that ended well.",
+        |s| count(s.health.transfers_succeeded),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_transfers_failed_total",
+        "counter",
+        "Transfer processes that failed (retried or given up).",
+        |s| count(s.health.transfers_failed),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_consecutive_failures",
+        "gauge",
+        "Transfers failed since the last one that ended well.",
+        |s| count(s.health.consecutive_failures),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_last_success_timestamp_seconds",
+        "gauge",
+        "When a transfer last ended well, since the Unix epoch; 0 if none did yet.",
+        |s| Some(s.health.last_success.map_or(0.0, unix_secs)),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_last_failure_timestamp_seconds",
+        "gauge",
+        "When a transfer last failed, since the Unix epoch; 0 if none did.",
+        |s| {
+            Some(
+                s.health
+                    .last_failure
+                    .as_ref()
+                    .map_or(0.0, |x| unix_secs(x.at)),
+            )
+        },
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_last_failure_exit_code",
+        "gauge",
+        "Exit code of the last failed transfer (absent if none failed).",
+        |s| s.health.last_failure.as_ref().map(|x| x.exit_code as f64),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_events_total",
+        "counter",
+        "File-system events that reached the sync.",
+        |s| count(s.health.events_received),
+    );
+    f.per_sync(
+        syncs,
+        "lsyncd_sync_events_excluded_total",
+        "counter",
+        "Events dropped by the sync's excludes or filters.",
+        |s| count(s.health.events_excluded),
+    );
+    out
+}
+
+/// What the listener thread and the main loop share.
+#[derive(Debug, Default)]
+struct Page {
+    text: String,
+    /// Pages published so far.
+    generation: u64,
+    /// A scrape waits for the generation after this one.
+    wanted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    page: Mutex<Page>,
+    fresh: Condvar,
+}
+
+/// The `GET /metrics` listener: a thread blocked in `accept`, answering from pages the main
+/// loop publishes.
+pub(crate) struct MetricsServer {
+    addr: SocketAddr,
+    server: Arc<tiny_http::Server>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl MetricsServer {
+    /// Listens on `addr`; `waker` wakes the main loop when a scrape wants a fresh page.
+    pub(crate) fn start(addr: SocketAddr, waker: Arc<mio::Waker>) -> Result<MetricsServer, String> {
+        let server = tiny_http::Server::http(addr)
+            .map_err(|e| format!("cannot listen on {addr} (settings.metricsListen): {e}"))?;
+        let server = Arc::new(server);
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let server = server.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("metrics".into())
+                .spawn(move || serve(&server, &shared, &waker))
+                .map_err(|e| format!("cannot start the metrics listener: {e}"))?
+        };
+        Ok(MetricsServer {
+            addr,
+            server,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether a scrape waits for a fresh page.
+    pub(crate) fn wanted(&self) -> bool {
+        let page = self.shared.page.lock().unwrap_or_else(|e| e.into_inner());
+        page.wanted > page.generation
+    }
+
+    /// Publishes a page and wakes the scrapes waiting for it.
+    pub(crate) fn publish(&self, text: String) {
+        let mut page = self.shared.page.lock().unwrap_or_else(|e| e.into_inner());
+        page.text = text;
+        page.generation += 1;
+        self.shared.fresh.notify_all();
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, shared: &Shared, waker: &mio::Waker) {
+    while let Ok(request) = server.recv() {
+        let path = request.url().split('?').next().unwrap_or("");
+        let response = match (request.method(), path) {
+            (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
+                let text = fresh_page(shared, waker);
+                let ctype = tiny_http::Header::from_bytes(
+                    &b"Content-Type"[..],
+                    &b"text/plain; version=0.0.4; charset=utf-8"[..],
+                )
+                .expect("static header");
+                tiny_http::Response::from_string(text).with_header(ctype)
+            }
+            (_, "/metrics") => tiny_http::Response::from_string("only GET\n").with_status_code(405),
+            _ => {
+                tiny_http::Response::from_string("not found; try /metrics\n").with_status_code(404)
+            }
+        };
+        let _ = request.respond(response);
+    }
+}
+
+/// Asks the main loop for a page rendered now; the last one if it does not answer in time.
+fn fresh_page(shared: &Shared, waker: &mio::Waker) -> String {
+    let mut page = shared.page.lock().unwrap_or_else(|e| e.into_inner());
+    let target = page.generation + 1;
+    page.wanted = page.wanted.max(target);
+    let _ = waker.wake();
+    let (page, _) = shared
+        .fresh
+        .wait_timeout_while(page, FRESH_WAIT, |p| p.generation < target)
+        .unwrap_or_else(|e| e.into_inner());
+    page.text.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{DaemonHealth, SyncHealth};
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        label_value(&mut s, b"a\\b\"c\nd\xff");
+        assert_eq!(s, "a\\\\b\\\"c\\nd\u{fffd}");
+    }
+
+    #[test]
+    fn every_sync_gets_one_sample_per_family_and_one_per_state() {
+        let view = SyncView {
+            name: b"x".to_vec(),
+            source: b"/x/".to_vec(),
+            state: SyncState::Retrying,
+            pending: 3,
+            lag_secs: 7,
+            running: 1,
+            health: SyncHealth::default(),
+        };
+        let snap = Snapshot {
+            at: std::time::SystemTime::now(),
+            uptime_secs: 1.5,
+            daemon: DaemonHealth::new(),
+            watches: 4,
+            syncs: vec![view],
+        };
+        let text = render(&snap);
+        assert!(text.contains("lsyncd_sync_state{sync=\"x\",state=\"retrying\"} 1\n"));
+        assert!(text.contains("lsyncd_sync_state{sync=\"x\",state=\"ok\"} 0\n"));
+        assert!(text.contains("lsyncd_sync_lag_seconds{sync=\"x\"} 7\n"));
+        assert!(text.contains("lsyncd_sync_pending_events{sync=\"x\"} 3\n"));
+        assert!(text.contains("lsyncd_watches 4\n"));
+        assert!(!text.contains("lsyncd_sync_last_failure_exit_code{"));
+    }
+}
