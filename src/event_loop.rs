@@ -563,7 +563,7 @@ fn main_loop(
                 .borrow_mut()
                 .finish(sid, pid, rc.as_deref(), code, Instant::now());
             if let Err(Fatal(code)) = finished {
-                return RunEnd::Exit(code);
+                return RunEnd::Exit(crate::signals::stop_wins(code));
             }
         }
         if let Some(m) = p.metrics.as_ref().filter(|m| m.wanted()) {

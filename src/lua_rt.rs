@@ -709,7 +709,7 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     api.set(
         "terminate",
         lua.create_function(|_, code: i64| -> mlua::Result<()> {
-            sys::exit_now((code & 0xff) as i32)
+            sys::exit_now(crate::signals::stop_wins((code & 0xff) as i32))
         })?,
     )?;
     {

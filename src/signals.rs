@@ -9,8 +9,13 @@
 //! SIGCHLD is registered only so that a child's exit wakes `poll`; which children exited is
 //! learnt from `waitpid`, never from the signal (several SIGCHLDs may collapse into one).
 //! SIGPIPE is not handled here: it is ignored (`sys::ignore_sigpipe`).
+//!
+//! TERM and INT are also recorded in a process-wide flag as they arrive, so that a fatal exit
+//! decided while the process is being stopped ends as the stop would ([`stop_wins`]).
 
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use mio::{Interest, Registry, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
@@ -26,6 +31,21 @@ pub(crate) struct Pending {
     pub(crate) term: Option<i32>,
     /// SIGCHLD: some child may have exited; reap.
     pub(crate) chld: bool,
+}
+
+/// The last TERM or INT received (its number), 0 before any; set by signal-hook's handler.
+static STOP: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+
+/// The exit code for a fatal `code` (non-zero) decided after a TERM or INT arrived: 128 + that
+/// signal. A service manager or a shutdown that signals the whole process group kills the
+/// running transfers too; their failure must not turn the requested stop into exit 255.
+pub(crate) fn stop_wins(code: i32) -> i32 {
+    let sig = STOP.get().map_or(0, |s| s.load(Ordering::SeqCst));
+    if code != 0 && sig != 0 {
+        128 + sig as i32
+    } else {
+        code
+    }
 }
 
 /// The self-pipe of HUP, TERM, INT and CHLD, registered readable in the loop's poll.
@@ -47,6 +67,10 @@ impl Signals {
     /// Installs the handlers (replacing the default "terminate" of HUP, TERM and INT) and
     /// registers the pipe's read end under `token` (`SIGNALS = Token(1)` in the loop).
     pub(crate) fn register(registry: &Registry, token: Token) -> io::Result<Self> {
+        let stop = STOP.get_or_init(|| Arc::new(AtomicUsize::new(0)));
+        for sig in [SIGTERM, SIGINT] {
+            signal_hook::flag::register_usize(sig, Arc::clone(stop), sig as usize)?;
+        }
         let mut signals = HookSignals::new([SIGHUP, SIGTERM, SIGINT, SIGCHLD])?;
         registry.register(&mut signals, token, Interest::READABLE)?;
         Ok(Self { signals })

@@ -14,10 +14,12 @@
 //! this test catches it half-written).
 
 mod configtest;
+mod init_script;
 mod install;
 mod man_page;
 mod pidfile;
 mod restart;
+mod service;
 mod status_file;
 
 use std::fs;
