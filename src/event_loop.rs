@@ -271,13 +271,20 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         log::error(format!("cannot watch the inotify fd: {e}"));
         return RunEnd::Exit(255);
     }
-    let nsyncs = core.borrow().syncs.len();
+    // One walk per distinct source (and per sub-tree nested sources share), then the
+    // per-sync startup work.
+    let sources: Vec<Vec<u8>> = core
+        .borrow()
+        .syncs
+        .iter()
+        .map(|s| s.source.clone())
+        .collect();
+    let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+    if let Err(e) = watcher.add_trees(&roots, &mut |dir| core.borrow().concerns(dir)) {
+        return RunEnd::Exit(watch_error(e));
+    }
+    let nsyncs = sources.len();
     for sid in 0..nsyncs {
-        let source = core.borrow().syncs[sid].source.clone();
-        let added = watcher.add_tree(&source, &mut |dir| core.borrow().concerns(dir));
-        if let Err(e) = added {
-            return RunEnd::Exit(watch_error(e));
-        }
         if core.borrow().syncs[sid].has_init {
             core.borrow_mut().push_init(sid);
         } else {

@@ -324,6 +324,7 @@ impl Watcher {
     /// `concerns` sees absolute paths ending in `/`, the root included. Symlinks are never
     /// followed. Vanished or unreadable directories are skipped silently. Returns the number
     /// of directories newly watched.
+    #[cfg(test)]
     pub(crate) fn add_tree(
         &mut self,
         abs_dir: &[u8],
@@ -333,15 +334,79 @@ impl Watcher {
         if dir.last() != Some(&b'/') {
             dir.push(b'/');
         }
-        if !concerns(&dir) {
-            return Ok(0);
-        }
         let mut count = 0;
+        self.add_root(&dir, concerns, &mut count)?;
+        Ok(count)
+    }
+
+    /// `add_tree` for `dir` ending in `/`; returns the root's node when it was walked.
+    fn add_root(
+        &mut self,
+        dir: &[u8],
+        concerns: &mut dyn FnMut(&[u8]) -> bool,
+        count: &mut usize,
+    ) -> Result<Option<u32>, WatchError> {
+        if !concerns(dir) {
+            return Ok(None);
+        }
         let root_name = &dir[..dir.len() - 1];
-        if let Some(idx) = self.watch_at(NO_NODE, root_name, &dir, &mut count)? {
-            self.walk(idx, concerns, &mut count)?;
+        let root = self.watch_at(NO_NODE, root_name, dir, count)?;
+        if let Some(idx) = root {
+            self.walk(idx, concerns, count)?;
+        }
+        Ok(root)
+    }
+
+    /// `add_tree` for the sources of every sync, walking each directory once however many
+    /// syncs share it: equal roots are walked once, and a root the walk of an enclosing root
+    /// already reached (a nested source) is not walked again. Outer roots go first, so a
+    /// shared sub-tree is read by the first walk that reaches it.
+    pub(crate) fn add_trees(
+        &mut self,
+        roots: &[&[u8]],
+        concerns: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<usize, WatchError> {
+        let mut dirs: Vec<Vec<u8>> = roots
+            .iter()
+            .map(|r| {
+                let mut d = r.to_vec();
+                if d.last() != Some(&b'/') {
+                    d.push(b'/');
+                }
+                d
+            })
+            .collect();
+        dirs.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        dirs.dedup();
+        let mut walked: Vec<(usize, u32, i32)> = Vec::new();
+        let mut count = 0;
+        for (i, dir) in dirs.iter().enumerate() {
+            let reached = walked
+                .iter()
+                .any(|&(r, idx, wd)| self.reaches(&dirs[r], idx, wd, dir));
+            if reached {
+                continue;
+            }
+            if let Some(idx) = self.add_root(dir, concerns, &mut count)? {
+                walked.push((i, idx, self.reg.wd(idx)));
+            }
         }
         Ok(count)
+    }
+
+    /// Whether the walk from `root` (node `idx`, still holding `wd`) registered `dir`.
+    fn reaches(&self, root: &[u8], idx: u32, wd: i32, dir: &[u8]) -> bool {
+        let Some(rest) = dir.strip_prefix(root) else {
+            return false;
+        };
+        let mut node = idx;
+        for name in rest.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
+            match self.reg.find_child(node, name) {
+                Some(child) => node = child,
+                None => return false,
+            }
+        }
+        self.reg.holds(idx, wd)
     }
 
     /// Reads every queued event (until `EAGAIN`), appends the translations to `out` in order
@@ -1282,6 +1347,57 @@ mod tests {
         // A root given as a symlink path with a trailing slash is not followed either.
         let link = f.p(b"link/");
         assert_eq!(f.w.add_tree(&link, &mut all).unwrap(), 0);
+    }
+
+    /// Directories `concerns` was asked about while `roots` were added to a fresh watcher:
+    /// one question per directory a walk reaches, so it counts the walks' work.
+    fn asked(f: &Fixture, roots: &[&[u8]], skip: &[u8]) -> (usize, Vec<Vec<u8>>) {
+        let mut w = Watcher::new(InotifyMode::CloseWrite).unwrap();
+        let mut n = 0;
+        let roots: Vec<Vec<u8>> = roots.iter().map(|r| f.p(r)).collect();
+        let roots: Vec<&[u8]> = roots.iter().map(Vec::as_slice).collect();
+        let skip = f.p(skip);
+        let mut concerns = |d: &[u8]| {
+            n += 1;
+            d != skip.as_slice()
+        };
+        w.add_trees(&roots, &mut concerns).unwrap();
+        let mut v = Vec::new();
+        w.for_each(&mut |_, p| v.push(p.to_vec()));
+        v.sort();
+        (n, v)
+    }
+
+    #[test]
+    fn add_trees_walks_a_shared_source_once() {
+        let f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"a/b", b"a/c", b"d/e", b"x/y/z"]);
+        let (one, watched) = asked(&f, &[b""], b"none");
+        assert_eq!(watched.len(), 9);
+        // Ten syncs on one source, in any spelling: one walk.
+        let ten: Vec<&[u8]> = (0..10)
+            .map(|i| if i % 2 == 0 { &b""[..] } else { b"/" })
+            .collect();
+        assert_eq!(asked(&f, &ten, b"none"), (one, watched.clone()));
+        // Nested sources, inner first: the outer walk reaches them, nothing is read twice.
+        assert_eq!(
+            asked(&f, &[b"a/b/", b"a/", b"", b"d/"], b"none"),
+            (one, watched)
+        );
+        // A nested source below a directory no sync wants is walked on its own.
+        let (_, watched) = asked(&f, &[b"", b"x/y/"], b"x/");
+        assert_eq!(
+            watched,
+            [
+                f.p(b""),
+                f.p(b"a/"),
+                f.p(b"a/b/"),
+                f.p(b"a/c/"),
+                f.p(b"d/"),
+                f.p(b"d/e/"),
+                f.p(b"x/y/"),
+                f.p(b"x/y/z/")
+            ]
+        );
     }
 
     #[test]

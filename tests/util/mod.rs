@@ -23,7 +23,7 @@ pub mod sshd;
 pub use kit::proc::{exit_code, send_signal, Proc};
 pub use kit::recorder::{Call, Recorder, Then, Waiter};
 pub use kit::rng::Rng;
-pub use kit::tree::{assert_trees_equal, show, tree_diff, trees_equal};
+pub use kit::tree::{assert_trees_equal, show, snapshot, tree_diff, trees_equal, Node};
 pub use kit::{lua_str, os, poll_until, temp_dir, which};
 
 use std::ffi::{OsStr, OsString};
