@@ -10,6 +10,12 @@
 //! stderr, the rest on stdout) while not daemonized, to the logfile (`<ctime> Category: message`)
 //! when one is set, and to syslog when daemonized without a logfile.
 //!
+//! Under systemd (`JOURNAL_STREAM` names the device and inode of stderr) console lines go to
+//! stderr as `<N>Category: message` with the syslog priority N (Error 3, Warn 4, Normal 5, any
+//! other category 7) and no timestamp, so journald keeps the levels. A message of several lines
+//! is sent to the journal's native socket as one entry; when that socket cannot be reached
+//! every line gets the prefix.
+//!
 //! Must not touch: Lua, the event loop, any sync state.
 
 use std::cell::RefCell;
@@ -40,6 +46,10 @@ struct Logger {
     console: bool,
     logfile: Option<OsString>,
     syslog: bool,
+    /// stderr is the journal (`JOURNAL_STREAM` matches it).
+    journal: bool,
+    /// `SYSLOG_IDENTIFIER=` of native journal entries.
+    ident: Vec<u8>,
 }
 
 thread_local! {
@@ -50,7 +60,77 @@ thread_local! {
         console: true,
         logfile: None,
         syslog: false,
+        journal: stderr_is_journal(),
+        ident: b"lsyncd".to_vec(),
     });
+}
+
+/// Where systemd's journal takes native entries.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Whether `JOURNAL_STREAM` (`DEVICE:INODE`, set by systemd) names the file stderr is.
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value
+        .to_str()
+        .and_then(|v| v.split_once(':'))
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+    else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    match std::fs::File::from(fd).metadata() {
+        Ok(m) => m.dev() == dev && m.ino() == ino,
+        Err(_) => false,
+    }
+}
+
+/// The priority journald gets for a category.
+fn journal_priority(category: &[u8]) -> u8 {
+    match category {
+        b"Error" => LOG_ERR,
+        b"Warn" => LOG_WARNING,
+        b"Normal" => LOG_NOTICE,
+        _ => LOG_DEBUG,
+    }
+}
+
+/// One message as journal output: `<N>Category: message` on stderr, or one native entry for a
+/// message of several lines.
+fn to_journal(l: &Logger, category: &[u8], message: &[u8]) {
+    let prio = journal_priority(category);
+    let mut text = category.to_vec();
+    text.extend_from_slice(b": ");
+    text.extend_from_slice(message);
+    if message.contains(&b'\n') && send_native(prio, &l.ident, &text) {
+        return;
+    }
+    let mut out = Vec::with_capacity(text.len() + 8);
+    for line in text.split(|b| *b == b'\n') {
+        out.extend_from_slice(format!("<{prio}>").as_bytes());
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    let _ = std::io::stderr().write_all(&out);
+}
+
+/// Sends one entry over the journal's native protocol; `false` if it could not be sent.
+fn send_native(prio: u8, ident: &[u8], message: &[u8]) -> bool {
+    let mut d = format!("PRIORITY={prio}\nSYSLOG_IDENTIFIER=").into_bytes();
+    d.extend(ident.iter().map(|b| if *b == b'\n' { b' ' } else { *b }));
+    d.extend_from_slice(b"\nMESSAGE\n");
+    d.extend_from_slice(&(message.len() as u64).to_le_bytes());
+    d.extend_from_slice(message);
+    d.push(b'\n');
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.send_to(&d, JOURNAL_SOCKET))
+        .is_ok()
 }
 
 /// Applies the `-log` arguments of the command line, in order (SPEC §12.3).
@@ -92,6 +172,7 @@ pub(crate) fn start_running(
         l.console = !daemon;
         l.syslog = daemon && logfile.is_none();
         l.logfile = logfile;
+        l.ident = syslog_ident.to_vec();
         if l.syslog {
             sys::openlog(syslog_ident, facility);
         }
@@ -129,6 +210,9 @@ pub(crate) fn log(category: &[u8], message: &[u8]) {
             return;
         }
         if !l.running {
+            if l.journal {
+                return to_journal(&l, category, message);
+            }
             let mut line = Vec::with_capacity(category.len() + message.len() + 3);
             line.extend_from_slice(category);
             line.extend_from_slice(b": ");
@@ -138,7 +222,9 @@ pub(crate) fn log(category: &[u8], message: &[u8]) {
             return;
         }
         let now = sys::local_time_now();
-        if l.console {
+        if l.console && l.journal {
+            to_journal(&l, category, message);
+        } else if l.console {
             let mut line = format!("{:02}:{:02}:{:02} ", now.hour, now.min, now.sec).into_bytes();
             line.extend_from_slice(category);
             line.extend_from_slice(b": ");

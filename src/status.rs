@@ -54,6 +54,9 @@ pub(crate) struct StatusWriter {
     interval: Duration,
     last: Option<Instant>,
     deferred: Option<Instant>,
+    /// The last write of the status file (`.0`) or metrics file (`.1`) failed: the error was
+    /// logged and is not repeated until a write succeeds again.
+    failing: (bool, bool),
 }
 
 impl StatusWriter {
@@ -70,6 +73,7 @@ impl StatusWriter {
             interval: Duration::from_secs_f64(interval_secs.clamp(0.0, 1e9)),
             last: None,
             deferred: None,
+            failing: (false, false),
         }
     }
 
@@ -117,28 +121,36 @@ impl StatusWriter {
                 StatusFormat::Text => render(core, watcher, &tunnels()),
                 StatusFormat::Json => render_json(&snapshot),
             };
-            write_atomically(path, &text, "status");
+            self.failing.0 = !write_atomically(path, &text, "status", self.failing.0);
         }
         if let Some(path) = &self.metrics {
-            write_atomically(path, metrics::render(&snapshot).as_bytes(), "metrics");
+            let text = metrics::render(&snapshot);
+            self.failing.1 = !write_atomically(path, text.as_bytes(), "metrics", self.failing.1);
         }
     }
 }
 
-/// Writes a temp file beside `path` and renames it over `path`.
-fn write_atomically(path: &OsString, text: &[u8], what: &str) {
+/// Writes a temp file beside `path` and renames it over `path`; `false` on failure, which is
+/// logged unless `quiet` (the previous write failed too).
+fn write_atomically(path: &OsString, text: &[u8], what: &str, quiet: bool) -> bool {
     let mut tmp = path.as_bytes().to_vec();
     tmp.extend_from_slice(format!(".{}.tmp", sys::getpid()).as_bytes());
     let tmp = OsString::from(std::ffi::OsStr::from_bytes(&tmp));
     let result = std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(text))
         .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        log::error(format!(
-            "Cannot open {what} file \"{}\" :{e}",
-            path.to_string_lossy()
-        ));
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            if !quiet {
+                log::error(format!(
+                    "Cannot open {what} file \"{}\" :{e}",
+                    path.to_string_lossy()
+                ));
+            }
+            false
+        }
     }
 }
 

@@ -27,6 +27,7 @@ mod direct;
 mod exclude_sync;
 mod fanout;
 mod harness;
+mod journal;
 mod layers;
 mod layers_examples;
 mod layers_globals;
