@@ -12,16 +12,20 @@ usage: cargo bench --bench compare -- [OPTIONS]
   --rounds N            rounds of ours/upstream (default 3; quick: 1)
   --ours PATH           our binary (default target/release/lsyncd)
   --upstream PATH       upstream binary (default /usr/bin/lsyncd)
-  --only LIST           comma-separated workloads to run: w1,w2,w2b,w3,w4
+  --only LIST           comma-separated workloads to run: w1,w2,w2b,w3,w4,w5
   --out PATH            report file (default target/bench/report.md)
   --scratch DIR         where scratch trees go (default /dev/shm when writable, else the temp dir)
   --seed N              seed of the W4 operations (default 7)
-  --w1-dirs TOPxSUB     W1 tree shape (default 100x1000; quick 20x500)
+  --w1-dirs TOPxSUB|1m  W1 tree shape (default 100x1000; quick 20x500; 1m = 1000x1000,
+                        one million directories)
   --w2-files N[,UP]     W2 files created, ours[,upstream] (default 100000,50000; quick 10000)
   --w2b N1,N2[,U1,U2]   W2b sizes, ours[,upstream]
                         (default 10000,100000,1000,3000; quick 2000,20000,500,2000)
   --w3-samples N        W3 samples (default 50; quick 20)
   --w4-ops N            W4 operations (default 20000; quick 2000)
+  --w5-dirs TOPxSUB     W5 tree shape (default 100x1000; quick 20x500)
+  --w5-syncs N          W5 syncs in the fan-out run, against one (default 10)
+  --w5-files N          W5 files created after startup (default 10000; quick 2000)
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -37,6 +41,10 @@ pub(crate) struct Sizes {
     pub(crate) w2b_up: (usize, usize),
     pub(crate) w3_samples: usize,
     pub(crate) w4_ops: usize,
+    pub(crate) w5_top: usize,
+    pub(crate) w5_sub: usize,
+    pub(crate) w5_syncs: usize,
+    pub(crate) w5_files: usize,
     /// Longest wait for a daemon to become quiescent after W2's writer, or to digest W2b's creates.
     pub(crate) busy_timeout: Duration,
     pub(crate) w4_timeout: Duration,
@@ -71,6 +79,14 @@ pub(crate) fn parse_list(s: &str) -> Res<Vec<usize>> {
         .collect()
 }
 
+/// `TOPxSUB` for option `name`.
+fn parse_shape(name: &str, v: &str) -> Res<(usize, usize)> {
+    let (t, s) = v
+        .split_once('x')
+        .ok_or_else(|| format!("{name} wants TOPxSUB, got {v:?}"))?;
+    Ok((parse_list(t)?[0], parse_list(s)?[0]))
+}
+
 pub(crate) fn parse_opts() -> Res<Opts> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let default_ours = option_env!("CARGO_BIN_EXE_lsyncd")
@@ -100,6 +116,10 @@ pub(crate) fn parse_opts() -> Res<Opts> {
                 w2b_up: (500, 2_000),
                 w3_samples: 20,
                 w4_ops: 2_000,
+                w5_top: 20,
+                w5_sub: 500,
+                w5_syncs: 10,
+                w5_files: 2_000,
                 busy_timeout: Duration::from_secs(60),
                 w4_timeout: Duration::from_secs(60),
             }
@@ -114,6 +134,10 @@ pub(crate) fn parse_opts() -> Res<Opts> {
                 w2b_up: (1_000, 3_000),
                 w3_samples: 50,
                 w4_ops: 20_000,
+                w5_top: 100,
+                w5_sub: 1_000,
+                w5_syncs: 10,
+                w5_files: 10_000,
                 busy_timeout: Duration::from_secs(300),
                 w4_timeout: Duration::from_secs(120),
             }
@@ -147,9 +171,12 @@ pub(crate) fn parse_opts() -> Res<Opts> {
             "--seed" => o.seed = parse_list(&val(&a)?)?[0] as u64,
             "--w1-dirs" => {
                 let v = val(&a)?;
-                let (t, s) = v.split_once('x').ok_or("--w1-dirs wants TOPxSUB")?;
-                o.sizes.w1_top = parse_list(t)?[0];
-                o.sizes.w1_sub = parse_list(s)?[0];
+                let v = if v == "1m" {
+                    "1000x1000".to_string()
+                } else {
+                    v
+                };
+                (o.sizes.w1_top, o.sizes.w1_sub) = parse_shape(&a, &v)?;
             }
             "--w2-files" => {
                 let v = parse_list(&val(&a)?)?;
@@ -168,6 +195,9 @@ pub(crate) fn parse_opts() -> Res<Opts> {
             }
             "--w3-samples" => o.sizes.w3_samples = parse_list(&val(&a)?)?[0].max(1),
             "--w4-ops" => o.sizes.w4_ops = parse_list(&val(&a)?)?[0],
+            "--w5-dirs" => (o.sizes.w5_top, o.sizes.w5_sub) = parse_shape(&a, &val(&a)?)?,
+            "--w5-syncs" => o.sizes.w5_syncs = parse_list(&val(&a)?)?[0].max(2),
+            "--w5-files" => o.sizes.w5_files = parse_list(&val(&a)?)?[0].max(1),
             _ => return Err(format!("unknown argument {a:?}\n{USAGE}")),
         }
     }
