@@ -132,7 +132,10 @@ local function collectStartup(agent, exitcode, rc)
 	end
 
 	if rc == 'die' then
-		log('Error', 'Failure on startup of ', agent.source, ' -> ', agent.target, '.')
+		log(
+			'Error', 'Failure on startup of ', agent.source, ' -> ', agent.target,
+			': exit code ', exitcode, '.'
+		)
 		terminate(-1)
 		return 'die'
 	end

@@ -651,6 +651,87 @@ function substitudeCommands( cmd, data )
 	return subst( cmd )
 end
 
+-- Queue: the double-ended list upstream's runner gives scripts. Queue.new( ) makes one;
+-- q:push( v ) appends and returns the position, q:inject( v ) prepends, q:remove( pos ) takes
+-- an entry out (the entries after it move down one place), q:replace( pos, v ), q:size( ),
+-- q:first( ) and q:last( ) the end values, q:qpairs( ) and q:qpairsReverse( ) iterate over
+-- ( position, value ). Entries are read as q[ pos ]; assigning to a queue is an error.
+Queue = { }
+do
+	local state = { } -- the private key of a queue's { lo, hi, n, items }
+	local mt = {
+		__index = function( q, k )
+			if type( k ) ~= 'number' then
+				error( 'Key "' .. tostring( k ) .. '" invalid for Queue', 2 )
+			end
+			return rawget( q, state ).items[ k ]
+		end,
+		__newindex = function( )
+			error( 'Queues are not directly assignable.', 2 )
+		end,
+	}
+	local function st( q ) return rawget( q, state ) end
+	local methods = { }
+	function methods.size( q ) return st( q ).n end
+	function methods.first( q ) local s = st( q ); return s.items[ s.lo ] end
+	function methods.last( q ) local s = st( q ); return s.items[ s.hi ] end
+	function methods.push( q, value )
+		if value == nil then error( 'Queue pushing nil value', 2 ) end
+		local s = st( q )
+		s.hi = s.hi + 1
+		s.items[ s.hi ] = value
+		s.n = s.n + 1
+		return s.hi
+	end
+	function methods.inject( q, value )
+		if value == nil then error( 'Queue injecting nil value', 2 ) end
+		local s = st( q )
+		if s.n == 0 then return methods.push( q, value ) end
+		s.lo = s.lo - 1
+		s.items[ s.lo ] = value
+		s.n = s.n + 1
+		return s.lo
+	end
+	function methods.remove( q, pos )
+		local s = st( q )
+		if s.items[ pos ] == nil then error( 'Removing nonexisting item in Queue', 2 ) end
+		if pos == s.lo then
+			s.items[ pos ] = nil
+			s.lo = pos + 1
+		else
+			for i = pos, s.hi - 1 do s.items[ i ] = s.items[ i + 1 ] end
+			s.items[ s.hi ] = nil
+			s.hi = s.hi - 1
+		end
+		s.n = s.n - 1
+		if s.n == 0 then s.lo, s.hi = 1, 0 end
+	end
+	function methods.replace( q, pos, value )
+		local s = st( q )
+		if s.items[ pos ] == nil then error( 'Trying to replace an unset Queue entry.', 2 ) end
+		s.items[ pos ] = value
+	end
+	function methods.qpairs( q )
+		local s = st( q )
+		return function( _, pos )
+			pos = pos + 1
+			if pos <= s.hi then return pos, s.items[ pos ] end
+		end, q, s.lo - 1
+	end
+	function methods.qpairsReverse( q )
+		local s = st( q )
+		return function( _, pos )
+			pos = pos - 1
+			if pos >= s.lo then return pos, s.items[ pos ] end
+		end, q, s.hi + 1
+	end
+	function Queue.new( )
+		local q = { [ state ] = { lo = 1, hi = 0, n = 0, items = { } } }
+		for name, f in pairs( methods ) do q[ name ] = f end
+		return setmetatable( q, mt )
+	end
+end
+
 function dump( tbl, indent )
 	indent = indent or ''
 	for k, v in pairs( tbl ) do

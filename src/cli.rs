@@ -19,6 +19,9 @@ use std::path::Path;
 
 /// The upstream version we are compatible with; `-version` and `-help` report it.
 pub(crate) const UPSTREAM_VERSION: &str = "2.3.1";
+/// The name of this implementation, printed with its release on `-version`'s second line so
+/// bug reports and inventory tools can tell it from upstream (whose only line is the first).
+pub(crate) const IMPLEMENTATION: &str = "lsyncd-rs";
 
 /// How many parameters an option consumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,10 +185,8 @@ const FLAGS: &[Flag] = &[
         names: &["runner"],
         arity: Arity::Exact(1),
         action: Action::Runner,
-        doc: Doc::Options(&[(
-            "-runner FILE",
-            "Load another Lua runner (not supported by this implementation)",
-        )]),
+        // Not listed: only `--runner FILE` in first position is recognised, and rejected.
+        doc: Doc::Hidden,
     },
     Flag {
         names: &["script"],
@@ -283,7 +284,7 @@ pub(crate) struct Cli {
 pub(crate) enum CliExit {
     /// `-help`, `--help` anywhere, or nothing to do: help text on stdout, exit 255.
     Help,
-    /// `-version`: `Version: 2.3.1` on stdout, exit 0.
+    /// `-version`: `Version: 2.3.1`, then `lsyncd-rs RELEASE`, on stdout, exit 0.
     Version,
     /// `-monitor` as last argument: the monitor list on stdout, exit 255.
     Monitors,
@@ -312,7 +313,10 @@ impl CliExit {
     pub(crate) fn output(&self, crate_version: &str) -> (Stream, String) {
         match self {
             CliExit::Help => (Stream::Stdout, help_text(crate_version)),
-            CliExit::Version => (Stream::Stdout, format!("Version: {UPSTREAM_VERSION}\n")),
+            CliExit::Version => (
+                Stream::Stdout,
+                format!("Version: {UPSTREAM_VERSION}\n{IMPLEMENTATION} {crate_version}\n"),
+            ),
             CliExit::Monitors => (Stream::Stdout, monitors_text()),
             CliExit::Error(msg) => (Stream::Stderr, format!("{msg}\n")),
         }
@@ -500,6 +504,9 @@ pub(crate) fn parse_with(
                 "There cannot be command line syncs and a config file together.",
             ))
         }
+        // `-script FILE` alone: the scripts run first (they may exit), then the usage text
+        // (upstream's order); the caller shows it when they return.
+        (true, 0) if !cli.scripts.is_empty() => {}
         (true, 0) => return Err(CliExit::Help),
         (true, 1) => cli.config = positionals.pop(),
         (true, _) => {
@@ -765,7 +772,10 @@ mod tests {
         assert_eq!(CliExit::Error("Error: x".into()).exit_code(), 255);
         assert_eq!(
             CliExit::Version.output("0.1.0"),
-            (Stream::Stdout, "Version: 2.3.1\n".to_string())
+            (
+                Stream::Stdout,
+                "Version: 2.3.1\nlsyncd-rs 0.1.0\n".to_string()
+            )
         );
         assert_eq!(
             CliExit::Monitors.output("0.1.0"),
@@ -863,6 +873,15 @@ mod tests {
                 &["-script", "a.lua", "cfg.lua", "--script", "b.lua"],
                 with_config(Cli {
                     scripts: vec!["a.lua".into(), "b.lua".into()],
+                    ..Cli::default()
+                }),
+            ),
+            // -script without a config: parsed; the scripts run before the usage text.
+            (
+                &["-log", "all", "-script", "t.lua"],
+                Ok(Cli {
+                    log_categories: vec!["all".into()],
+                    scripts: vec!["t.lua".into()],
                     ..Cli::default()
                 }),
             ),
@@ -1080,15 +1099,12 @@ mod tests {
             );
             assert!(!description.starts_with(' '), "{line:?}");
         }
-        for want in [
-            "-log    all",
-            "-log    scarce",
-            "-log    [Category]",
-            "-runner FILE",
-        ] {
+        for want in ["-log    all", "-log    scarce", "-log    [Category]"] {
             assert!(options.iter().any(|l| l.contains(want)), "missing {want:?}");
         }
-        for name in option_names().filter(|n| *n != "monitor") {
+        // `--runner` is recognised (and rejected) only in first position, so not listed.
+        assert!(!help.contains("runner"), "-help lists the runner option");
+        for name in option_names().filter(|n| *n != "monitor" && *n != "runner") {
             let dashed = format!("-{name}");
             assert!(
                 help.split(|c: char| c.is_whitespace() || c == ',')

@@ -161,6 +161,11 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             return RunEnd::Exit(255);
         }
     }
+    if config.is_none() && cli.shortcuts.is_empty() {
+        // `-script FILE` without a config: the scripts ran, now the usage text (upstream).
+        print!("{}", crate::cli::help_text(env!("CARGO_PKG_VERSION")));
+        return RunEnd::Exit(255);
+    }
     if let Some(config) = config {
         if let Err(e) = rt.run_config(config) {
             log::error(e);

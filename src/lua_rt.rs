@@ -344,9 +344,17 @@ impl Runtime {
     /// Runs the config file (SPEC §1.6): syntax errors and runtime errors have upstream's
     /// texts.
     pub(crate) fn run_config(&self, abs: &OsStr) -> Result<(), String> {
-        let code = std::fs::read(abs)
-            .map_err(|_| format!("Cannot find config file at '{}'.", abs.to_string_lossy()))?;
         let name = abs.to_string_lossy();
+        let code = std::fs::read(abs).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                return format!("Cannot find config file at '{name}'.");
+            }
+            // Lua's own text for a file it cannot read (upstream: luaL_loadfile), e.g. a
+            // directory: `error loading D: cannot read D: Is a directory`.
+            let reason = e.to_string();
+            let reason = reason.split(" (os error").next().unwrap_or_default();
+            format!("error loading {name}: cannot read {name}: {reason}")
+        })?;
         let chunk = self.lua.load(&code[..]).set_name(format!("@{name}"));
         let f = chunk
             .into_function()

@@ -1,7 +1,7 @@
 //! Command line (SPEC §1): version, help, option errors, argument-count errors and the
 //! config-file/shortcut rules of phase C, with their exit codes (§1.5).
 
-use crate::util::{run, TestDir};
+use crate::util::{lua_str, run, Daemon, TestDir, TIMEOUT};
 
 #[test]
 fn version_prints_version_2_3_1_and_exits_0() {
@@ -9,7 +9,12 @@ fn version_prints_version_2_3_1_and_exits_0() {
     for flag in ["-version", "--version"] {
         let r = run(&dir, &[flag]);
         assert_eq!(r.code, 0, "{flag}: {r:?}");
-        assert_eq!(r.stdout, "Version: 2.3.1\n", "{flag}: {r:?}");
+        // Upstream's line first (scripts parse it), then this implementation and its release.
+        assert_eq!(
+            r.stdout,
+            format!("Version: 2.3.1\nlsyncd-rs {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}: {r:?}"
+        );
     }
 }
 
@@ -185,4 +190,131 @@ fn non_numeric_delay_is_an_error_with_exit_255() {
     );
     assert_eq!(r.code, 255, "{r:?}");
     assert!(r.stderr.contains("Error"), "{r:?}");
+}
+
+#[test]
+fn a_directory_as_config_is_reported_as_a_directory() {
+    let dir = TestDir::new();
+    let d = dir.mkdir("conf.d");
+    let d = d.to_str().expect("UTF-8");
+    let r = run(&dir, &["-nodaemon", d]);
+    assert_eq!(r.code, 255, "{r:?}");
+    let want = format!("Error: error loading {d}: cannot read {d}: Is a directory");
+    assert!(r.stderr.contains(&want), "want {want:?}: {r:?}");
+}
+
+#[test]
+fn help_does_not_list_the_runner_option_it_rejects() {
+    let dir = TestDir::new();
+    let r = run(&dir, &["-help"]);
+    assert_is_help(&r);
+    assert!(!r.stdout.contains("runner"), "{r:?}");
+    let r = run(&dir, &["-runner", "x.lua", "c.lua"]);
+    assert_eq!(r.code, 255, "{r:?}");
+}
+
+#[test]
+fn script_without_config_runs_before_the_usage_text() {
+    let dir = TestDir::new();
+    let marker = dir.path("ran");
+    let script = dir.write(
+        "s.lua",
+        format!(
+            "local f = io.open({}, 'w') f:write('ran') f:close()\n",
+            lua_str(marker.to_str().expect("UTF-8"))
+        ),
+    );
+    let r = run(&dir, &["-script", script.to_str().expect("UTF-8")]);
+    assert_eq!(dir.read("ran").as_deref(), Some(&b"ran"[..]), "{r:?}");
+    assert_is_help(&r);
+    // A script that ends the process decides the exit code, as upstream's utils_test does.
+    let exits = dir.write("e.lua", "print('done') os.exit(0)\n");
+    let r = run(
+        &dir,
+        &["-log", "all", "-script", exits.to_str().expect("UTF-8")],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("done") && !r.stdout.contains("USAGE"),
+        "{r:?}"
+    );
+}
+
+/// The runner globals upstream's v2.3.1 `utils_test.lua` uses, with the values it expects
+/// (checked for equality here; upstream's test only checks that they are truthy).
+#[test]
+fn script_sees_the_runner_globals_of_upstreams_utils_test() {
+    let dir = TestDir::new();
+    let script = dir.write(
+        "utils.lua",
+        r#"
+local function same(a, b)
+    if #a ~= #b then return false end
+    for i = 1, #a do if a[i] ~= b[i] then return false end end
+    return true
+end
+local function check(ok, what) if not ok then io.stderr:write('FAILED: ', what, '\n') os.exit(3) end end
+check(same(lsyncd.splitQuotedString("-p 22 -i '/home/test/bla blu/id_rsa'"),
+    { "-p", "22", "-i", "/home/test/bla blu/id_rsa" }), 'splitQuotedString')
+local data = { localPort = 1234, localHost = "localhorst" }
+check(same(substitudeCommands({ "-p^doesNotExist", "2^localHostA", "-i '^localPort'" }, data),
+    { "-p^doesNotExist", "2localhorstA", "-i '1234'" }), 'substitudeCommands table')
+check(substitudeCommands("-p^doesNotExist 2^localHostA -i '^localPort'", data)
+    == "-p^doesNotExist 2localhorstA -i '1234'", 'substitudeCommands string')
+local port = lsyncd.get_free_port()
+check(math.type(port) == 'integer' and port > 0 and port < 65536, 'get_free_port')
+local q = Queue.new()
+check(q:push(1) == 1 and q:push(2) == 2 and q:push(3) == 3 and q:push(4) == 4, 'push')
+check(q:size() == 4 and q[1] == 1 and q[4] == 4, 'after push')
+q:remove(4)
+check(q:size() == 3 and q[3] == 3 and q:last() == 3, 'remove last')
+q:remove(1)
+check(q:size() == 2 and q[2] == 2 and q[3] == 3 and q:first() == 2, 'remove first')
+q:push(5)
+check(q:size() == 3 and q[4] == 5, 'push after remove')
+q:remove(3)
+check(q:size() == 2 and q[2] == 2 and q[3] == 5 and q[4] == nil, 'remove middle moves the rest down')
+q:inject(23)
+check(q:size() == 3 and q[1] == 23 and q[2] == 2 and q[3] == 5 and q:first() == 23, 'inject')
+local seen = { }
+for pos, v in q:qpairs() do seen[#seen + 1] = pos .. '=' .. v end
+check(table.concat(seen, ' ') == '1=23 2=2 3=5', 'qpairs ' .. table.concat(seen, ' '))
+seen = { }
+for pos, v in q:qpairsReverse() do seen[#seen + 1] = pos .. '=' .. v end
+check(table.concat(seen, ' ') == '3=5 2=2 1=23', 'qpairsReverse')
+q:replace(2, 7)
+check(q[2] == 7, 'replace')
+check(not pcall(function() q[9] = 1 end), 'queues are not assignable')
+check(not pcall(function() q:remove(9) end), 'removing a missing entry fails')
+os.exit(0)
+"#,
+    );
+    let r = run(
+        &dir,
+        &["-log", "all", "-script", script.to_str().expect("UTF-8")],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn failure_on_startup_names_the_exit_code() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    let cfg = dir.config(
+        "die.lua",
+        &format!(
+            "sync{{ source = {}, target = {}, exitcodes = {{ [3] = 'die' }},\n  \
+               onStartup = function(event) spawn(event, '/bin/sh', '-c', 'exit 3') end }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+        ),
+    );
+    let mut d = Daemon::config(&dir, &cfg, &[] as &[&str]);
+    assert_eq!(d.wait_exit(TIMEOUT), Some(255), "{}", d.log());
+    let want = format!(
+        "Error: Failure on startup of {}/ -> {}: exit code 3.",
+        dir.path_str("src"),
+        dir.path_str("dst")
+    );
+    assert!(d.log().contains(&want), "want {want:?}\n{}", d.log());
 }
