@@ -13,6 +13,7 @@
 //! Upstream options are single-dash long options (`-nodaemon`); one or two dashes are
 //! accepted for every option. Values are taken verbatim, even when they start with `-`.
 
+use crate::exit::ExitCode;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -282,13 +283,13 @@ pub(crate) struct Cli {
 /// Parsing ended the run: print [`CliExit::output`] and exit with [`CliExit::exit_code`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum CliExit {
-    /// `-help`, `--help` anywhere, or nothing to do: help text on stdout, exit 255.
+    /// `-help`, `--help` anywhere, or nothing to do: help text on stdout, fatal exit.
     Help,
     /// `-version`: `Version: 2.3.1`, then `lsyncd-rs RELEASE`, on stdout, exit 0.
     Version,
-    /// `-monitor` as last argument: the monitor list on stdout, exit 255.
+    /// `-monitor` as last argument: the monitor list on stdout, fatal exit.
     Monitors,
-    /// `Error: …` (no trailing newline) for stderr, exit 255. Argument bytes that are not
+    /// `Error: …` (no trailing newline) for stderr, fatal exit. Argument bytes that are not
     /// UTF-8 appear as U+FFFD here; parsed values in [`Cli`] keep their bytes.
     Error(String),
 }
@@ -301,11 +302,11 @@ pub(crate) enum Stream {
 }
 
 impl CliExit {
-    /// 0 for `-version`, 255 for everything else (upstream exits with -1, SPEC §1.5).
-    pub(crate) fn exit_code(&self) -> u8 {
+    /// Success for `-version`, fatal for everything else (upstream exits with -1, SPEC §1.5).
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
-            CliExit::Version => 0,
-            CliExit::Help | CliExit::Monitors | CliExit::Error(_) => 255,
+            CliExit::Version => ExitCode::Success,
+            CliExit::Help | CliExit::Monitors | CliExit::Error(_) => ExitCode::Fatal,
         }
     }
 
@@ -766,10 +767,13 @@ mod tests {
 
     #[test]
     fn exit_codes_and_streams() {
-        assert_eq!(CliExit::Version.exit_code(), 0);
-        assert_eq!(CliExit::Help.exit_code(), 255);
-        assert_eq!(CliExit::Monitors.exit_code(), 255);
-        assert_eq!(CliExit::Error("Error: x".into()).exit_code(), 255);
+        assert_eq!(CliExit::Version.exit_code(), ExitCode::Success);
+        assert_eq!(CliExit::Help.exit_code(), ExitCode::Fatal);
+        assert_eq!(CliExit::Monitors.exit_code(), ExitCode::Fatal);
+        assert_eq!(
+            CliExit::Error("Error: x".into()).exit_code(),
+            ExitCode::Fatal
+        );
         assert_eq!(
             CliExit::Version.output("0.1.0"),
             (

@@ -32,15 +32,17 @@ use crate::cli::Cli;
 use crate::config::Settings;
 use crate::daemon;
 use crate::delay::DelayKind;
+use crate::exit::ExitCode;
 use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
 use crate::metrics::{self, MetricsServer};
 use crate::notify::Notifier;
+use crate::shutdown;
 use crate::signals::Signals;
 use crate::spawn::{self, Spawner};
 use crate::status;
-use crate::sync::{Core, Fatal};
+use crate::sync::Core;
 use crate::sys;
 use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
 
@@ -59,17 +61,17 @@ const TUNNEL_TICK: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 enum RunEnd {
-    Exit(i32),
+    Exit(ExitCode),
     Restart,
 }
 
-/// State that outlives a run: kept across HUP restarts (SPEC §13.5).
+/// State that outlives a run: kept across HUP restarts (SPEC §13.5). The pidfile is kept by
+/// `shutdown`, which removes it at exit.
 struct Process {
     poll: Poll,
     signals: Signals,
     origin: Instant,
     daemonized: bool,
-    pidfile: Option<daemon::Pidfile>,
     /// A TERM/INT noticed while restarting is not lost.
     term: Option<i32>,
     notifier: Notifier,
@@ -80,119 +82,95 @@ struct Process {
     waker: Option<Arc<mio::Waker>>,
 }
 
-/// Runs the daemon for a parsed command line; returns the exit code.
-pub(crate) fn run(cli: &Cli) -> i32 {
+/// Logs a fatal error; the daemon exits.
+fn fatal(message: impl AsRef<[u8]>) -> ExitCode {
+    log::error(message);
+    ExitCode::Fatal
+}
+
+/// Runs the daemon for a parsed command line until it exits; returns why.
+pub(crate) fn run(cli: &Cli) -> ExitCode {
+    match start_process(cli) {
+        Ok((config_abs, mut process)) => {
+            let mut first = true;
+            loop {
+                match run_once(cli, config_abs.as_deref(), &mut process, first) {
+                    Ok(RunEnd::Exit(code)) | Err(code) => return code,
+                    Ok(RunEnd::Restart) => {
+                        first = false;
+                        process.health.restarts += 1;
+                        log::stop_running();
+                    }
+                }
+            }
+        }
+        Err(code) => code,
+    }
+}
+
+/// What the whole process keeps: the config's absolute path, the poll, the signal pipe.
+fn start_process(cli: &Cli) -> Result<(Option<OsString>, Process), ExitCode> {
     let config_abs = match &cli.config {
         Some(path) => match sys::realpath(path.as_bytes()) {
             Ok(p) => Some(OsString::from_vec(p)),
             Err(_) => {
-                log::error(format!(
+                return Err(fatal(format!(
                     "Cannot find config file at '{}'.",
                     path.to_string_lossy()
-                ));
-                return 255;
+                )))
             }
         },
         None => None,
     };
-    let poll = match Poll::new() {
-        Ok(p) => p,
-        Err(e) => {
-            log::error(format!("cannot create the poll instance: {e}"));
-            return 255;
-        }
-    };
-    let signals = match Signals::register(poll.registry(), SIGNALS) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error(format!("cannot install signal handling: {e}"));
-            return 255;
-        }
-    };
-    let mut process = Process {
+    let poll = Poll::new().map_err(|e| fatal(format!("cannot create the poll instance: {e}")))?;
+    let signals = Signals::register(poll.registry(), SIGNALS)
+        .map_err(|e| fatal(format!("cannot install signal handling: {e}")))?;
+    let process = Process {
         poll,
         signals,
         origin: Instant::now(),
         daemonized: false,
-        pidfile: None,
         term: None,
         notifier: Notifier::from_env(),
         health: DaemonHealth::new(),
         metrics: None,
         waker: None,
     };
-    let mut first = true;
-    loop {
-        match run_once(cli, config_abs.as_deref(), &mut process, first) {
-            RunEnd::Exit(code) => return code,
-            RunEnd::Restart => {
-                first = false;
-                process.health.restarts += 1;
-                log::stop_running();
-            }
-        }
-    }
+    Ok((config_abs, process))
 }
 
-/// Startup through the end of one run.
-fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first: bool) -> RunEnd {
-    let core = Rc::new(RefCell::new(Core::new(p.origin)));
-    match p.poll.registry().try_clone() {
-        Ok(r) => core.borrow_mut().registry = Some(r),
-        Err(e) => {
-            log::error(format!("cannot clone the poll registry: {e}"));
-            return RunEnd::Exit(255);
-        }
-    }
-    let rt = match Runtime::new(core.clone()) {
-        Ok(rt) => rt,
-        Err(e) => {
-            log::error(format!("{e:#}"));
-            return RunEnd::Exit(255);
-        }
-    };
-    if let Err(e) = rt.set_cli(cli, first) {
-        log::error(e);
-        return RunEnd::Exit(255);
-    }
+/// Loads the config into a fresh runtime: scripts, config file, initialization (SPEC §2.1).
+fn load(
+    cli: &Cli,
+    config: Option<&std::ffi::OsStr>,
+    core: &Rc<RefCell<Core>>,
+    first: bool,
+) -> Result<(Runtime, Settings), ExitCode> {
+    let rt = Runtime::new(core.clone()).map_err(|e| fatal(format!("{e:#}")))?;
+    rt.set_cli(cli, first)?;
     for script in &cli.scripts {
-        if let Err(e) = rt.run_script(script) {
-            log::error(e);
-            return RunEnd::Exit(255);
-        }
+        rt.run_script(script)?;
     }
     if config.is_none() && cli.shortcuts.is_empty() {
         // `-script FILE` without a config: the scripts ran, now the usage text (upstream).
         print!("{}", crate::cli::help_text(env!("CARGO_PKG_VERSION")));
-        return RunEnd::Exit(255);
+        return Err(ExitCode::Fatal);
     }
     if let Some(config) = config {
-        if let Err(e) = rt.run_config(config) {
-            log::error(e);
-            return RunEnd::Exit(255);
-        }
+        rt.run_config(config)?;
     }
-    let settings = match rt.initialize(&cli.shortcuts) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error(e);
-            return RunEnd::Exit(255);
-        }
-    };
+    let settings = rt.initialize(&cli.shortcuts)?;
     if core.borrow().syncs.is_empty() {
-        log::error("Nothing to watch!");
-        return RunEnd::Exit(255);
+        return Err(fatal("Nothing to watch!"));
     }
     if let Some(f) = &settings.logfile {
-        if let Err(e) = log::check_logfile(f) {
-            log::error(e);
-            return RunEnd::Exit(255);
-        }
+        log::check_logfile(f).map_err(fatal)?;
     }
-    if cli.configtest {
-        return config_test(&rt, &core, &settings);
-    }
-    // Running phase (SPEC §2.1 step 8i).
+    Ok((rt, settings))
+}
+
+/// The running phase begins (SPEC §2.1 step 8i): daemonize or write the pidfile, open the log.
+fn enter_running(p: &mut Process, settings: &Settings, first: bool) -> Result<(), ExitCode> {
     let daemonize = first && !settings.nodaemon;
     if daemonize {
         log::start_running(
@@ -202,25 +180,14 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             settings.logfacility,
         );
         log::normal("--- Startup, daemonizing ---");
-        match daemon::daemonize(settings.pidfile.as_deref()) {
-            Ok(pidfile) => {
-                p.daemonized = true;
-                p.pidfile = pidfile;
-            }
-            Err(e) => {
-                log::error(e);
-                return RunEnd::Exit(255);
-            }
+        let pidfile = daemon::daemonize(settings.pidfile.as_deref()).map_err(fatal)?;
+        p.daemonized = true;
+        if let Some(pf) = pidfile {
+            shutdown::keep_pidfile(pf);
         }
     } else if first {
         if let Some(path) = &settings.pidfile {
-            match daemon::Pidfile::write(path) {
-                Ok(pf) => p.pidfile = Some(pf),
-                Err(e) => {
-                    log::error(e);
-                    return RunEnd::Exit(255);
-                }
-            }
+            shutdown::keep_pidfile(daemon::Pidfile::write(path).map_err(fatal)?);
         }
     }
     log::start_running(
@@ -235,10 +202,48 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             env!("CARGO_PKG_VERSION")
         ));
     }
-    if let Err(e) = start_metrics(p, settings.metrics_listen) {
-        log::error(e);
-        return RunEnd::Exit(255);
+    start_metrics(p, settings.metrics_listen).map_err(fatal)?;
+    Ok(())
+}
+
+/// The inotify instance of a run, registered with the poll.
+fn start_watching(p: &Process, settings: &Settings) -> Result<Watcher, ExitCode> {
+    let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"))
+        .map_err(fatal)?;
+    let watcher = Watcher::new(mode).map_err(|e| {
+        fatal(format!(
+            "Cannot access inotify monitor! ( {} : {} )",
+            e.raw_os_error().unwrap_or(0),
+            e
+        ))
+    })?;
+    let ifd = watcher.as_raw_fd();
+    p.poll
+        .registry()
+        .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
+        .map_err(|e| fatal(format!("cannot watch the inotify fd: {e}")))?;
+    Ok(watcher)
+}
+
+/// Startup through the end of one run.
+fn run_once(
+    cli: &Cli,
+    config: Option<&std::ffi::OsStr>,
+    p: &mut Process,
+    first: bool,
+) -> Result<RunEnd, ExitCode> {
+    let core = Rc::new(RefCell::new(Core::new(p.origin)));
+    let registry = p
+        .poll
+        .registry()
+        .try_clone()
+        .map_err(|e| fatal(format!("cannot clone the poll registry: {e}")))?;
+    core.borrow_mut().registry = Some(registry);
+    let (rt, settings) = load(cli, config, &core, first)?;
+    if cli.configtest {
+        return config_test(&rt, &core, &settings);
     }
+    enter_running(p, &settings, first)?;
     {
         let mut c = core.borrow_mut();
         c.max_processes = settings.max_processes;
@@ -246,36 +251,23 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
             c.child_logfile = settings.logfile.clone();
         }
     }
-    if let Err(code) = rt.translate() {
-        return RunEnd::Exit(code);
+    let ended = start_syncs(&rt, &core, p, &settings);
+    if core.borrow().tunnels {
+        rt.kill_tunnels();
     }
-    let mode = match InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")) {
-        Ok(m) => m,
-        Err(e) => {
-            log::error(e);
-            return RunEnd::Exit(255);
-        }
-    };
-    let mut watcher = match Watcher::new(mode) {
-        Ok(w) => w,
-        Err(e) => {
-            log::error(format!(
-                "Cannot access inotify monitor! ( {} : {} )",
-                e.raw_os_error().unwrap_or(0),
-                e
-            ));
-            return RunEnd::Exit(255);
-        }
-    };
+    ended
+}
+
+/// Translation, watches, startup transfers, then the main loop of the run.
+fn start_syncs(
+    rt: &Runtime,
+    core: &Rc<RefCell<Core>>,
+    p: &mut Process,
+    settings: &Settings,
+) -> Result<RunEnd, ExitCode> {
+    rt.translate()?;
+    let mut watcher = start_watching(p, settings)?;
     let ifd = watcher.as_raw_fd();
-    if let Err(e) = p
-        .poll
-        .registry()
-        .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
-    {
-        log::error(format!("cannot watch the inotify fd: {e}"));
-        return RunEnd::Exit(255);
-    }
     // One walk per distinct source (and per sub-tree nested sources share), then the
     // per-sync startup work.
     let sources: Vec<Vec<u8>> = core
@@ -285,9 +277,9 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         .map(|s| s.source.clone())
         .collect();
     let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
-    if let Err(e) = watcher.add_trees(&roots, &mut |dir| core.borrow().concerns(dir)) {
-        return RunEnd::Exit(watch_error(e));
-    }
+    watcher
+        .add_trees(&roots, &mut |dir| core.borrow().concerns(dir))
+        .map_err(watch_error)?;
     let nsyncs = sources.len();
     for sid in 0..nsyncs {
         if core.borrow().syncs[sid].has_init {
@@ -299,36 +291,21 @@ fn run_once(cli: &Cli, config: Option<&std::ffi::OsStr>, p: &mut Process, first:
         }
         core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
-    let end = main_loop(&rt, &core, &mut watcher, p, &settings);
-    if core.borrow().tunnels {
-        rt.kill_tunnels();
-    }
+    let end = main_loop(rt, core, &mut watcher, p, settings);
     let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
-    match end {
-        RunEnd::Exit(code) => {
-            if code >= 128 {
-                if let Some(pf) = p.pidfile.take() {
-                    pf.remove();
-                }
-            }
-            RunEnd::Exit(code)
-        }
-        RunEnd::Restart => RunEnd::Restart,
-    }
+    Ok(end)
 }
 
 /// `-t`: everything is loaded and checked (prepare and gauges ran, sources resolved, exclude
 /// and filter files read); the settings checked at startup are checked too. Prints a summary
 /// and exits 0, watching and spawning nothing.
-fn config_test(rt: &Runtime, core: &Rc<RefCell<Core>>, settings: &Settings) -> RunEnd {
-    if let Err(e) = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")) {
-        log::error(e);
-        return RunEnd::Exit(255);
-    }
-    let summary = match rt.summary() {
-        Ok(s) => s,
-        Err(code) => return RunEnd::Exit(code),
-    };
+fn config_test(
+    rt: &Runtime,
+    core: &Rc<RefCell<Core>>,
+    settings: &Settings,
+) -> Result<RunEnd, ExitCode> {
+    InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")).map_err(fatal)?;
+    let summary = rt.summary()?;
     let n = core.borrow().syncs.len();
     let mut out = format!(
         "Configuration OK: {n} sync{}\n",
@@ -341,7 +318,7 @@ fn config_test(rt: &Runtime, core: &Rc<RefCell<Core>>, settings: &Settings) -> R
         out.push(b'\n');
     }
     let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
-    RunEnd::Exit(0)
+    Ok(RunEnd::Exit(ExitCode::Success))
 }
 
 /// Starts, keeps, moves or stops the `/metrics` listener to match `metricsListen`. Runs after
@@ -367,19 +344,18 @@ fn start_metrics(p: &mut Process, listen: Option<std::net::SocketAddr>) -> Resul
     Ok(())
 }
 
-fn watch_error(e: WatchError) -> i32 {
+fn watch_error(e: WatchError) -> ExitCode {
     match e {
-        WatchError::Limit { .. } => log::error(e.to_string()),
-        WatchError::Io(e) => log::error(format!("Read fail on inotify: {e}")),
+        WatchError::Limit { .. } => fatal(e.to_string()),
+        WatchError::Io(e) => fatal(format!("Read fail on inotify: {e}")),
     }
-    255
 }
 
 /// Why the run is fading.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fade {
     Restart,
-    Exit(i32),
+    Exit(ExitCode),
 }
 
 fn main_loop(
@@ -392,7 +368,7 @@ fn main_loop(
     let mut events = Events::with_capacity(256);
     let mut fs_events = Vec::new();
     let mut reaped: Vec<(libc::pid_t, i32)> = Vec::new();
-    let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(128 + sig));
+    let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
     let mut last_waiting_log: Option<Instant> = None;
     let mut round_robin = 0usize;
     // The inotify queue still holds events from a read cut short (ReadOutcome::More).
@@ -467,8 +443,7 @@ fn main_loop(
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            log::error(format!("poll failed: {e}"));
-            return RunEnd::Exit(255);
+            return RunEnd::Exit(fatal(format!("poll failed: {e}")));
         }
         // 3. dispatch; signals first, so a pending HUP/TERM drops the inotify burst (SPEC §3.3)
         let mut inotify_ready = false;
@@ -485,7 +460,8 @@ fn main_loop(
                         let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
                         log::normal(format!("--- {name} signal, fading ---"));
                         p.notifier.stopping();
-                        fade = Some(Fade::Exit(128 + p.term.unwrap_or(sig)));
+                        shutdown::stopping_sent();
+                        fade = Some(Fade::Exit(ExitCode::Signal(p.term.unwrap_or(sig))));
                     }
                     if pending.hup && fade.is_none() {
                         log::normal("--- HUP signal, resetting ---");
@@ -518,8 +494,7 @@ fn main_loop(
                     .registry()
                     .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
             {
-                log::error(format!("cannot watch the inotify fd: {e}"));
-                return RunEnd::Exit(255);
+                return RunEnd::Exit(fatal(format!("cannot watch the inotify fd: {e}")));
             }
             inotify_ready = true;
         }
@@ -574,8 +549,8 @@ fn main_loop(
             let finished = core
                 .borrow_mut()
                 .finish(sid, pid, rc.as_deref(), code, Instant::now());
-            if let Err(Fatal(code)) = finished {
-                return RunEnd::Exit(crate::signals::stop_wins(code));
+            if let Err(code) = finished {
+                return RunEnd::Exit(code);
             }
         }
         if let Some(m) = p.metrics.as_ref().filter(|m| m.wanted()) {
@@ -720,7 +695,7 @@ fn sync_observed(
 
 /// onepass (SPEC §13.7, with the fix of §15 item 23): syncs whose first transfer finished are
 /// disabled; once all are and nothing runs, exit 0.
-fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<i32> {
+fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<ExitCode> {
     let mut c = core.borrow_mut();
     for s in c.syncs.iter_mut() {
         if s.init_done {
@@ -732,7 +707,7 @@ fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<i32> {
             b"Info",
             b"onepass active and all syncs finished. Exiting successfully",
         );
-        return Some(0);
+        return Some(ExitCode::Success);
     }
     None
 }
@@ -742,7 +717,7 @@ fn invoke_actions(
     rt: &Runtime,
     core: &Rc<RefCell<Core>>,
     round_robin: &mut usize,
-) -> Result<(), i32> {
+) -> Result<(), ExitCode> {
     let n = core.borrow().syncs.len();
     if n == 0 {
         return Ok(());

@@ -172,7 +172,7 @@ impl Matcher {
     }
 }
 
-/// Bit-set words kept on the stack; patterns of up to 255 ops never allocate.
+/// Bit-set words kept on the stack; patterns of fewer than 256 ops never allocate.
 const INLINE_WORDS: usize = 4;
 
 /// Thompson simulation of `ops` over `path`. State `s` means "ops[..s] matched"; state

@@ -252,7 +252,7 @@ pub(crate) fn log(category: &[u8], message: &[u8]) {
                     msg.extend_from_slice(path.as_bytes());
                     msg.extend_from_slice(b"]!\n");
                     let _ = std::io::stderr().write_all(&msg);
-                    sys::exit_now(255);
+                    crate::shutdown::finish(crate::exit::ExitCode::Fatal);
                 }
             }
         }

@@ -22,6 +22,7 @@ use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataM
 use crate::cli;
 use crate::config;
 use crate::delay::{DelayId, DelayKind, Status};
+use crate::exit::ExitCode;
 use crate::log;
 use crate::sync::{Core, SyncJob};
 use crate::sys;
@@ -77,12 +78,12 @@ impl UserData for Timestamp {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_meta_function(MetaMethod::Add, |_, (a, b): (Value, Value)| {
+        methods.add_meta_function(MetaMethod::Add, |lua, (a, b): (Value, Value)| {
             match (ts_of(&a), ts_of(&b), num_of(&a), num_of(&b)) {
                 (Some(_), Some(_), _, _) => {
                     // Fatal, as upstream: not an error a pcall could catch.
                     log::error("Cannot add two timestamps!");
-                    sys::exit_now(255)
+                    Err(exit_error(lua, ExitCode::Fatal))
                 }
                 (Some(t), None, _, Some(n)) | (None, Some(t), Some(n), _) => Ok(Timestamp(t.0 + n)),
                 _ => Err(mlua::Error::runtime("invalid timestamp arithmetic")),
@@ -187,9 +188,27 @@ fn raw_traceback(e: &mlua::Error) -> Option<String> {
     }
 }
 
+/// The exit a Lua callback asked for (`terminate()`, a fatal error found in Rust code Lua
+/// called). Kept as app data until the Rust caller of Lua takes it.
+struct PendingExit(ExitCode);
+
+/// Ends the Lua code running now with `code`: the exit is recorded for the Rust caller, and
+/// the returned error unwinds the Lua stack. A `pcall` cannot swallow it: from now on every Lua
+/// instruction raises it again, until the caller takes the exit ([`Runtime::take_exit`]).
+pub(crate) fn exit_error(lua: &Lua, code: ExitCode) -> mlua::Error {
+    if lua.app_data_ref::<PendingExit>().is_none() {
+        lua.set_app_data(PendingExit(code));
+    }
+    lua.set_hook(
+        mlua::HookTriggers::new().every_nth_instruction(1),
+        |_, _| Err(mlua::Error::runtime("the daemon is exiting")),
+    );
+    mlua::Error::runtime("the daemon is exiting")
+}
+
 /// A Lua error in a hook is fatal (SPEC §6.5): logs the message, then one `Backtrace N :WHERE`
 /// line per Lua stack level, and gives the exit code.
-pub(crate) fn fatal_lua(e: &mlua::Error) -> i32 {
+pub(crate) fn fatal_lua(e: &mlua::Error) -> ExitCode {
     log::error(format!("in Lua: {}", error_message(e)));
     if let Some(tb) = raw_traceback(e) {
         let levels = tb
@@ -201,7 +220,7 @@ pub(crate) fn fatal_lua(e: &mlua::Error) -> i32 {
             log::error(format!("Backtrace {} :{}", i + 1, line));
         }
     }
-    255
+    ExitCode::Fatal
 }
 
 fn bytes_of(v: &Value) -> Option<Vec<u8>> {
@@ -282,8 +301,49 @@ impl Runtime {
         Ok(Runtime { lua, hooks, core })
     }
 
+    /// The exit a Lua callback asked for, if any; Lua code runs normally again afterwards.
+    fn take_exit(&self) -> Option<ExitCode> {
+        let pending = self.lua.remove_app_data::<PendingExit>()?;
+        self.lua.remove_hook();
+        Some(pending.0)
+    }
+
+    /// A startup step failed: the exit Lua asked for, or the step's error logged as fatal.
+    fn startup<T>(&self, r: Result<T, String>) -> Result<T, ExitCode> {
+        if let Some(code) = self.take_exit() {
+            return Err(code);
+        }
+        r.map_err(|e| {
+            log::error(e);
+            ExitCode::Fatal
+        })
+    }
+
     /// Command-line settings that `sync{}` applies while the config runs.
-    pub(crate) fn set_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), String> {
+    pub(crate) fn set_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), ExitCode> {
+        self.startup(self.apply_cli(cli, first_run))
+    }
+
+    /// Runs a `-script` file (SPEC §1.2).
+    pub(crate) fn run_script(&self, path: &OsStr) -> Result<(), ExitCode> {
+        self.startup(self.load_script(path))
+    }
+
+    /// Runs the config file (SPEC §1.6).
+    pub(crate) fn run_config(&self, abs: &OsStr) -> Result<(), ExitCode> {
+        self.startup(self.load_config(abs))
+    }
+
+    /// Initialization after the config (SPEC §2.1 step 8 c–h): returns the merged settings.
+    pub(crate) fn initialize(
+        &self,
+        shortcuts: &[cli::Shortcut],
+    ) -> Result<config::Settings, ExitCode> {
+        self.startup(self.initialize_settings(shortcuts))
+    }
+
+    /// Command-line settings that `sync{}` applies while the config runs.
+    fn apply_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), String> {
         let t = self.lua.create_table().map_err(|e| error_message(&e))?;
         if let Some(d) = &cli.delay {
             let n: Option<f64> = std::str::from_utf8(d.as_bytes())
@@ -322,7 +382,7 @@ impl Runtime {
     }
 
     /// Runs a `-script` file (SPEC §1.2).
-    pub(crate) fn run_script(&self, path: &OsStr) -> Result<(), String> {
+    fn load_script(&self, path: &OsStr) -> Result<(), String> {
         log::with(b"Info", || {
             [b"Run addition script: ".as_slice(), path.as_bytes()].concat()
         });
@@ -343,7 +403,7 @@ impl Runtime {
 
     /// Runs the config file (SPEC §1.6): syntax errors and runtime errors have upstream's
     /// texts.
-    pub(crate) fn run_config(&self, abs: &OsStr) -> Result<(), String> {
+    fn load_config(&self, abs: &OsStr) -> Result<(), String> {
         let name = abs.to_string_lossy();
         let code = std::fs::read(abs).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -364,10 +424,7 @@ impl Runtime {
     }
 
     /// Initialization after the config (SPEC §2.1 step 8 c–h): returns the merged settings.
-    pub(crate) fn initialize(
-        &self,
-        shortcuts: &[cli::Shortcut],
-    ) -> Result<config::Settings, String> {
+    fn initialize_settings(&self, shortcuts: &[cli::Shortcut]) -> Result<config::Settings, String> {
         let lua = &self.lua;
         let list = lua.create_table().map_err(|e| error_message(&e))?;
         for (i, s) in shortcuts.iter().enumerate() {
@@ -422,7 +479,7 @@ impl Runtime {
     }
 
     /// Layer 3 translation of string actions (SPEC §8).
-    pub(crate) fn translate(&self) -> Result<(), i32> {
+    pub(crate) fn translate(&self) -> Result<(), ExitCode> {
         self.call_hook::<()>("translate", ())
     }
 
@@ -430,33 +487,34 @@ impl Runtime {
         &self,
         name: &str,
         args: impl mlua::IntoLuaMulti,
-    ) -> Result<R, i32> {
+    ) -> Result<R, ExitCode> {
         let f: Function = self.hooks.get(name).map_err(|e| fatal_lua(&e))?;
-        f.call::<R>(args).map_err(|e| fatal_lua(&e))
+        f.call::<R>(args)
+            .map_err(|e| self.take_exit().unwrap_or_else(|| fatal_lua(&e)))
     }
 
     /// One line per sync for `-t` (source, target, delay).
-    pub(crate) fn summary(&self) -> Result<Vec<u8>, i32> {
+    pub(crate) fn summary(&self) -> Result<Vec<u8>, ExitCode> {
         let s: mlua::String = self.call_hook("summary", ())?;
         Ok(s.as_bytes().to_vec())
     }
 
     /// `config.init(event)` for an Init delay.
-    pub(crate) fn call_init(&self, sid: usize, did: DelayId) -> Result<(), i32> {
+    pub(crate) fn call_init(&self, sid: usize, did: DelayId) -> Result<(), ExitCode> {
         self.call_hook::<()>("init", (sid as i64, did.0 as i64))
     }
 
     /// `config.full(event)` for a Full delay.
-    pub(crate) fn call_full(&self, sid: usize, did: DelayId) -> Result<(), i32> {
+    pub(crate) fn call_full(&self, sid: usize, did: DelayId) -> Result<(), ExitCode> {
         self.call_hook::<()>("full", (sid as i64, did.0 as i64))
     }
 
     /// `config.action(inlet)`.
-    pub(crate) fn call_action(&self, sid: usize) -> Result<(), i32> {
+    pub(crate) fn call_action(&self, sid: usize) -> Result<(), ExitCode> {
         self.call_hook::<()>("action", sid as i64)
     }
 
-    pub(crate) fn has_full(&self, sid: usize) -> Result<bool, i32> {
+    pub(crate) fn has_full(&self, sid: usize) -> Result<bool, ExitCode> {
         self.call_hook::<bool>("hasFull", sid as i64)
     }
 
@@ -466,14 +524,14 @@ impl Runtime {
         sid: usize,
         pid: libc::pid_t,
         code: i32,
-    ) -> Result<Option<Vec<u8>>, i32> {
+    ) -> Result<Option<Vec<u8>>, ExitCode> {
         let rc: Option<mlua::String> =
             self.call_hook("collect", (sid as i64, pid as i64, code as i64))?;
         Ok(rc.map(|s| s.as_bytes().to_vec()))
     }
 
     /// Forgets the event tables of delays the core removed.
-    pub(crate) fn forget_removed(&self) -> Result<(), i32> {
+    pub(crate) fn forget_removed(&self) -> Result<(), ExitCode> {
         let removed = std::mem::take(&mut self.core.borrow_mut().removed);
         if removed.is_empty() {
             return Ok(());
@@ -489,12 +547,12 @@ impl Runtime {
     }
 
     /// Tunnels: start, watch, restart; hold syncs whose tunnel is down (SPEC §14.2).
-    pub(crate) fn tunnel_tick(&self) -> Result<(), i32> {
+    pub(crate) fn tunnel_tick(&self) -> Result<(), ExitCode> {
         self.call_hook::<()>("tunnelTick", ())
     }
 
     /// A child no sync owns exited (a tunnel process, or one of `lsyncd.exec`).
-    pub(crate) fn child_exit(&self, pid: libc::pid_t, code: i32) -> Result<(), i32> {
+    pub(crate) fn child_exit(&self, pid: libc::pid_t, code: i32) -> Result<(), ExitCode> {
         self.call_hook::<()>("childExit", (pid as i64, code as i64))
     }
 
@@ -516,23 +574,23 @@ impl Runtime {
         fd: std::os::fd::RawFd,
         readable: bool,
         writable: bool,
-    ) -> Result<(), i32> {
+    ) -> Result<(), ExitCode> {
         self.call_hook::<()>("fdReady", (fd as i64, readable, writable))
     }
 
-    pub(crate) fn run_alarms(&self) -> Result<(), i32> {
+    pub(crate) fn run_alarms(&self) -> Result<(), ExitCode> {
         self.call_hook::<()>("runAlarms", ())
     }
 }
 
 /// A malformed filter rule in the config is fatal with upstream's message (SPEC §2.9).
-fn bad_filter(e: &crate::exclude::FilterError) -> ! {
+fn bad_filter(lua: &Lua, e: &crate::exclude::FilterError) -> mlua::Error {
     log::error(e.to_string());
-    sys::exit_now(255)
+    exit_error(lua, ExitCode::Fatal)
 }
 
 /// Reads one sync's config table into a [`SyncJob`] (SPEC §2.5 step 9).
-fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
+fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
     let name = config
         .get::<Value>("name")
         .ok()
@@ -544,13 +602,13 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         Value::Nil => {}
         Value::String(s) => excludes
             .append_filter(&s.as_bytes())
-            .unwrap_or_else(|e| bad_filter(&e)),
+            .map_err(|e| bad_filter(lua, &e))?,
         Value::Table(t) => {
             excludes.enable_filters();
             for v in t.sequence_values::<mlua::String>() {
                 excludes
                     .append_filter(&v?.as_bytes())
-                    .unwrap_or_else(|e| bad_filter(&e));
+                    .map_err(|e| bad_filter(lua, &e))?;
             }
         }
         _ => {
@@ -586,14 +644,14 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
         match std::fs::read(&path) {
             Ok(text) => excludes
                 .load_filter_file(&text)
-                .unwrap_or_else(|e| bad_filter(&e)),
+                .map_err(|e| bad_filter(lua, &e))?,
             Err(e) => {
                 log::error(format!(
                     "Cannot open filter file \"{0}\": {0}: {1}",
                     path.to_string_lossy(),
                     strerror(&e)
                 ));
-                sys::exit_now(255);
+                return Err(exit_error(lua, ExitCode::Fatal));
             }
         }
     }
@@ -607,7 +665,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
                     path.to_string_lossy(),
                     strerror(&e)
                 ));
-                sys::exit_now(255);
+                return Err(exit_error(lua, ExitCode::Fatal));
             }
         }
     }
@@ -624,7 +682,7 @@ fn sync_job(config: &Table) -> mlua::Result<SyncJob> {
                         String::from_utf8_lossy(&name),
                         i + 1
                     ));
-                    sys::exit_now(255);
+                    return Err(exit_error(lua, ExitCode::Fatal));
                 }
             }
         }
@@ -716,8 +774,8 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     )?;
     api.set(
         "terminate",
-        lua.create_function(|_, code: i64| -> mlua::Result<()> {
-            sys::exit_now(crate::signals::stop_wins((code & 0xff) as i32))
+        lua.create_function(|lua, code: i64| -> mlua::Result<()> {
+            Err(exit_error(lua, ExitCode::requested(code)))
         })?,
     )?;
     {
@@ -807,8 +865,8 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
         let core = core.clone();
         api.set(
             "addSync",
-            lua.create_function(move |_, config: Table| {
-                let job = sync_job(&config)?;
+            lua.create_function(move |lua, config: Table| {
+                let job = sync_job(lua, &config)?;
                 let mut c = core.borrow_mut();
                 c.syncs.push(job);
                 Ok((c.syncs.len() - 1) as i64)

@@ -3,8 +3,8 @@
 //! config's own Lua actions) to bring mirrors up to date. Command line, config files, logs and
 //! status file are those of lsyncd 2.3.1.
 //!
-//! `main` parses the command line and maps the outcome to an exit code; the daemon itself is
-//! `event_loop::run`.
+//! `main` parses the command line and maps the outcome to an [`exit::ExitCode`]; the daemon
+//! itself is `event_loop::run`; every exit goes through `shutdown::finish`.
 #![deny(unsafe_code)]
 
 mod cli;
@@ -14,11 +14,13 @@ mod daemon;
 mod delay;
 mod event_loop;
 mod exclude;
+mod exit;
 mod health;
 mod log;
 mod lua_rt;
 mod metrics;
 mod notify;
+mod shutdown;
 mod signals;
 mod spawn;
 mod status;
@@ -29,7 +31,15 @@ mod watch;
 use std::ffi::OsString;
 use std::io::Write;
 
+use exit::ExitCode;
+
 fn main() {
+    shutdown::install_panic_hook();
+    shutdown::finish(run())
+}
+
+/// Everything up to the exit code; every way out of the process is through `shutdown::finish`.
+fn run() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = match cli::parse(&argv) {
         Ok(cli) => cli,
@@ -39,7 +49,7 @@ fn main() {
                 cli::Stream::Stdout => std::io::stdout().write_all(text.as_bytes()),
                 cli::Stream::Stderr => std::io::stderr().write_all(text.as_bytes()),
             };
-            sys::exit_now(i32::from(exit.exit_code()));
+            return exit.exit_code();
         }
     };
     for warning in &cli.warnings {
@@ -47,9 +57,8 @@ fn main() {
     }
     if let Err(e) = sys::ignore_sigpipe() {
         let _ = writeln!(std::io::stderr(), "Error: cannot ignore SIGPIPE: {e}");
-        sys::exit_now(255);
+        return ExitCode::Fatal;
     }
     log::configure_categories(&cli.log_categories);
-    let code = event_loop::run(&cli);
-    sys::exit_now(code);
+    event_loop::run(&cli)
 }

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use mio::{Interest, Registry, Token};
+
+use crate::exit::ExitCode;
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals as HookSignals;
 
@@ -36,13 +38,13 @@ pub(crate) struct Pending {
 /// The last TERM or INT received (its number), 0 before any; set by signal-hook's handler.
 static STOP: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
 
-/// The exit code for a fatal `code` (non-zero) decided after a TERM or INT arrived: 128 + that
-/// signal. A service manager or a shutdown that signals the whole process group kills the
-/// running transfers too; their failure must not turn the requested stop into exit 255.
-pub(crate) fn stop_wins(code: i32) -> i32 {
+/// The exit for a failing `code` decided after a TERM or INT arrived: that signal's. A service
+/// manager or a shutdown that signals the whole process group kills the running transfers
+/// too; their failure must not turn the requested stop into a fatal exit.
+pub(crate) fn stop_wins(code: ExitCode) -> ExitCode {
     let sig = STOP.get().map_or(0, |s| s.load(Ordering::SeqCst));
-    if code != 0 && sig != 0 {
-        128 + sig as i32
+    if code != ExitCode::Success && sig != 0 {
+        ExitCode::Signal(sig as i32)
     } else {
         code
     }

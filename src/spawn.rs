@@ -119,7 +119,7 @@ impl Spawner {
     /// Everything that can fail is prepared before the fork: the C argv (an empty argv or an
     /// interior NUL byte is an `InvalidInput` error and no child is started), the pipe, the
     /// exec-failure message. An `Err` therefore always means "no child". If `execvp` fails the
-    /// child writes `Error: Failed executing [ BINARY ]!` to its stderr and exits 255.
+    /// child writes `Error: Failed executing [ BINARY ]!` to its stderr and exits with `exit::FATAL_STATUS`.
     pub(crate) fn spawn(
         &mut self,
         registry: &Registry,
@@ -141,6 +141,7 @@ impl Spawner {
             pipe.as_ref().map(|(read_end, _)| read_end.as_fd()),
             req.output.as_ref().map(AsFd::as_fd),
         )?;
+        crate::shutdown::child_started(pid);
         // The parent's copies of the child's ends are closed here (read end, output fd), so a
         // child that exits is seen as EPIPE on our write end.
         drop(req.output);
@@ -228,6 +229,7 @@ pub(crate) fn reap(out: &mut Vec<(libc::pid_t, i32)>) {
     // waitpid(-1, WNOHANG) with a valid status pointer; stopping is the only sensible reaction.
     while let Ok(Some((pid, status))) = sys::wait_any_nohang() {
         if let Some(code) = exit_code(status) {
+            crate::shutdown::child_reaped(pid);
             out.push((pid, code));
         }
     }
@@ -475,7 +477,7 @@ mod tests {
     }
 
     #[test]
-    fn missing_binary_exits_255_with_message() {
+    fn missing_binary_exits_fatal_status_with_message() {
         let _guard = test_lock();
         let dir = tempfile::tempdir().expect("tempdir");
         let poll = Poll::new().expect("poll");
@@ -488,7 +490,7 @@ mod tests {
             let mut request = req(&[binary, b"arg"]);
             request.output = Some(append_fd(&out));
             let (pid, _) = spawner.spawn(poll.registry(), request).expect("spawn");
-            assert_eq!(wait_exit(pid), 255);
+            assert_eq!(wait_exit(pid), crate::exit::FATAL_STATUS);
             let mut expected = b"Error: Failed executing [ ".to_vec();
             expected.extend_from_slice(binary);
             expected.extend_from_slice(b" ]!\n");
@@ -563,7 +565,7 @@ mod tests {
         let cases = [
             (0, Some(0)),
             (3 << 8, Some(3)),
-            (255 << 8, Some(255)),
+            (0xff << 8, Some(0xff)),
             (libc::SIGKILL, Some(137)),
             (libc::SIGTERM, Some(143)),
             (libc::SIGSEGV | 0x80, Some(128 + libc::SIGSEGV)), // core dumped

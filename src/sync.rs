@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
 use crate::exclude::Excludes;
+use crate::exit::ExitCode;
 use crate::health::{self, Outcome, SyncHealth};
 use crate::log;
 use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
@@ -78,10 +79,6 @@ impl SyncJob {
             .map(|secs| now + Duration::from_secs(secs.max(0) as u64));
     }
 }
-
-/// A fatal condition found in the core: the daemon exits with this code after logging.
-#[derive(Debug)]
-pub(crate) struct Fatal(pub(crate) i32);
 
 /// State shared between the event loop and the Lua API.
 #[derive(Debug)]
@@ -535,7 +532,7 @@ impl Core {
         rc: Option<&[u8]>,
         exitcode: i32,
         now: Instant,
-    ) -> Result<(), Fatal> {
+    ) -> Result<(), ExitCode> {
         let s = &mut self.syncs[sid];
         let Some(agent) = s.processes.remove(&pid) else {
             return Ok(());
@@ -546,7 +543,7 @@ impl Core {
         match rc {
             Some(b"die") => {
                 log::error("Critical exitcode.");
-                return Err(Fatal(255));
+                return Err(ExitCode::Fatal);
             }
             Some(b"again") => {
                 let wait = s.delay.unwrap_or(0.0).max(1.0);

@@ -19,7 +19,7 @@ use std::ptr;
 
 /// Exit status of a child whose `execvp` failed (SPEC §6.1; the rsync exit-code table maps it
 /// to `again`).
-pub(crate) const EXEC_FAILED_STATUS: libc::c_int = 255;
+pub(crate) const EXEC_FAILED_STATUS: libc::c_int = crate::exit::FATAL_STATUS;
 
 /// Signals whose disposition the daemon changes (SIGPIPE ignored by [`ignore_sigpipe`], the
 /// others caught by signal-hook in `signals.rs`). A child gets each back at `SIG_DFL` before
@@ -312,14 +312,6 @@ pub(crate) fn new_lua() -> mlua::Lua {
     // trusted code run by the administrator, exactly as upstream loads them; nothing untrusted
     // is ever evaluated in this state.
     unsafe { mlua::Lua::unsafe_new_with(mlua::StdLib::ALL, mlua::LuaOptions::default()) }
-}
-
-/// Flushes stdout and leaves the process at once with `code` (`terminate()`, fatal errors).
-pub(crate) fn exit_now(code: i32) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(code)
 }
 
 /// Broken-down local time, for log lines and the status file.

@@ -25,6 +25,7 @@ mod crontab;
 mod delete_modes;
 mod direct;
 mod exclude_sync;
+mod exits;
 mod fanout;
 mod harness;
 mod journal;

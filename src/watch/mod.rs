@@ -80,7 +80,7 @@ pub(crate) enum ReadOutcome {
 /// Failures the caller must act on; everything else is skipped silently (SPEC §3.2 step 2).
 #[derive(Debug)]
 pub(crate) enum WatchError {
-    /// `ENOSPC` from `inotify_add_watch`: out of watches (fatal upstream, exit 255).
+    /// `ENOSPC` from `inotify_add_watch`: out of watches (fatal upstream).
     Limit { dir: Vec<u8> },
     /// Reading the inotify fd failed with something other than `EAGAIN`/`EINTR`/`EINVAL`.
     Io(io::Error),
