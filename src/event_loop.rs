@@ -218,6 +218,7 @@ fn start_watching(p: &Process, settings: &Settings) -> Result<Watcher, ExitCode>
         ))
     })?;
     let ifd = watcher.as_raw_fd();
+    log::with(b"Inotify", || format!("inotify fd = {ifd}").into_bytes());
     p.poll
         .registry()
         .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)

@@ -316,6 +316,57 @@ fn parse_filter_line(line: &[u8]) -> Result<(u8, &[u8]), FilterError> {
     }
 }
 
+/// Upstream's log line for a new pattern (category `Exclude` or `Filter`): the pattern and the
+/// Lua pattern upstream turned it into, `toLuaPattern "P" = "L"`. The matcher here does not use
+/// that translation; the line keeps `-log Exclude` output comparable with upstream's.
+fn log_pattern(category: &[u8], pattern: &[u8]) {
+    crate::log::with(category, || {
+        let mut line = b"toLuaPattern \"".to_vec();
+        line.extend_from_slice(pattern);
+        line.extend_from_slice(b"\" = \"");
+        line.extend_from_slice(&lua_pattern(pattern));
+        line.push(b'"');
+        line
+    });
+}
+
+/// The Lua pattern upstream derives from an rsync-like pattern: magic characters escaped with
+/// `%`, `?` as `[^/]`, `*` as `[^/]*`, `**` as `.*`, a leading `/` anchored with `^`, and any
+/// other pattern made to start at a `/`.
+fn lua_pattern(pattern: &[u8]) -> Vec<u8> {
+    const ONE: &[u8] = b"[^/]*";
+    let mut p = Vec::with_capacity(pattern.len() * 2 + 2);
+    for &c in pattern {
+        match c {
+            b'%' | b'^' | b'$' | b'(' | b')' | b'.' | b'[' | b']' | b'+' | b'-' => {
+                p.push(b'%');
+                p.push(c);
+            }
+            b'?' => p.extend_from_slice(b"[^/]"),
+            b'*' => p.extend_from_slice(ONE),
+            c => p.push(c),
+        }
+    }
+    // `[^/]*[^/]*` (a `**`) becomes `.*`, scanning left to right without overlaps.
+    let mut out = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i..].starts_with(ONE) && p[i + ONE.len()..].starts_with(ONE) {
+            out.extend_from_slice(b".*");
+            i += 2 * ONE.len();
+        } else {
+            out.push(p[i]);
+            i += 1;
+        }
+    }
+    if out.starts_with(b"/") {
+        out.insert(0, b'^');
+    } else {
+        out.insert(0, b'/');
+    }
+    out
+}
+
 impl Excludes {
     pub(crate) fn new() -> Self {
         Self::default()
@@ -323,6 +374,7 @@ impl Excludes {
 
     /// Adds an exclude pattern; an already present pattern is ignored.
     pub(crate) fn add_exclude(&mut self, pattern: &[u8]) {
+        log_pattern(b"Exclude", pattern);
         if !self.excludes.iter().any(|p| &*p.raw == pattern) {
             self.excludes.push(Pattern::new(pattern));
         }
@@ -344,6 +396,7 @@ impl Excludes {
     /// Parses one rule line (SPEC §5.4) and appends it; creates the filter list if needed.
     pub(crate) fn append_filter(&mut self, line: &[u8]) -> Result<(), FilterError> {
         let (sign, pattern) = parse_filter_line(line)?;
+        log_pattern(b"Filter", pattern);
         self.filters.get_or_insert_with(Vec::new).push(FilterRule {
             sign,
             pattern: Pattern::new(pattern),
@@ -379,6 +432,9 @@ impl Excludes {
                 sign,
                 pattern: Pattern::new(pattern),
             });
+        }
+        for r in &rules {
+            log_pattern(b"Filter", &r.pattern.raw);
         }
         self.filters.get_or_insert_with(Vec::new).extend(rules);
         Ok(())
@@ -455,6 +511,24 @@ impl Excludes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lua_pattern_is_upstreams_translation() {
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"*.tmp", b"/[^/]*%.tmp"),
+            (b"/cache/", b"^/cache/"),
+            (b"a+b", b"/a%+b"),
+            (b"/x/**/y?", b"^/x/.*/y[^/]"),
+            (b"***", b"/.*[^/]*"),
+            (b"100%", b"/100%%"),
+        ];
+        for (pattern, want) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&lua_pattern(pattern)),
+                String::from_utf8_lossy(want)
+            );
+        }
+    }
 
     fn excluding(pattern: &[u8]) -> Excludes {
         let mut ex = Excludes::new();

@@ -34,6 +34,7 @@ mod layers_examples;
 mod layers_globals;
 mod layers_inlet;
 mod live_sync;
+mod log_categories;
 mod metrics;
 mod notify;
 mod production;

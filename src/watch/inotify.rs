@@ -184,6 +184,9 @@ impl Pairer {
                 })?;
                 return Ok(true);
             }
+            crate::log::with(b"Inotify", || {
+                b"icore, changing unary MOVE_FROM into DELETE".to_vec()
+            });
             emit(Step::Event {
                 kind: FsKind::Delete,
                 wd: from_wd,
@@ -211,15 +214,51 @@ impl Pairer {
     /// End of the burst: a still unpaired `MOVED_FROM` becomes a `Delete`.
     fn finish<E>(&mut self, emit: Emit<'_, E>) -> Result<(), E> {
         match self.pending.take() {
-            Some((wd, _, is_dir)) => emit(Step::Event {
-                kind: FsKind::Delete,
-                wd,
-                name: &self.name,
-                is_dir,
-            }),
+            Some((wd, _, is_dir)) => {
+                crate::log::with(b"Inotify", || b"handling unary move from.".to_vec());
+                emit(Step::Event {
+                    kind: FsKind::Delete,
+                    wd,
+                    name: &self.name,
+                    is_dir,
+                })
+            }
             None => Ok(()),
         }
     }
+}
+
+/// The `Inotify` log line of a raw event, as upstream words it: `got event Create d/(1)`, or
+/// `got event Move a(1) to b(2)`. Returns `wd` for the caller to go on with.
+fn log_event(kind: FsKind, wd: i32, name: &[u8], is_dir: bool, to: Option<(i32, &[u8])>) -> i32 {
+    crate::log::with(b"Inotify", || {
+        let kind = match kind {
+            FsKind::Attrib => "Attrib",
+            FsKind::Modify => "Modify",
+            FsKind::Create => "Create",
+            FsKind::Delete => "Delete",
+            FsKind::Move => "Move",
+        };
+        let slash: &[u8] = if is_dir { b"/" } else { b"" };
+        let mut m = format!("got event {kind} ").into_bytes();
+        m.extend_from_slice(name);
+        m.extend_from_slice(slash);
+        m.extend_from_slice(format!("({wd})").as_bytes());
+        if let Some((wd2, name2)) = to {
+            m.extend_from_slice(b" to ");
+            m.extend_from_slice(name2);
+            m.extend_from_slice(slash);
+            m.extend_from_slice(format!("({wd2})").as_bytes());
+        }
+        m
+    });
+    wd
+}
+
+fn log_not_concerning(path: &[u8]) {
+    crate::log::with(b"Inotify", || {
+        [b"not concerning \"".as_slice(), path, b"\""].concat()
+    });
 }
 
 impl Handle for WatchDescriptor {
@@ -487,9 +526,14 @@ impl Watcher {
                 wd,
                 name,
                 is_dir,
-            } => match self.reg.find_wd(wd) {
+            } => match self.reg.find_wd(log_event(kind, wd, name, is_dir, None)) {
                 // Unknown wd: normal for events of just-removed directories.
-                None => Ok(()),
+                None => {
+                    crate::log::with(b"Inotify", || {
+                        b"event belongs to unknown watch descriptor.".to_vec()
+                    });
+                    Ok(())
+                }
                 Some(dir) => self.simple(kind, dir, name, is_dir, out, concerns),
             },
             Step::Move {
@@ -498,9 +542,26 @@ impl Watcher {
                 to_wd,
                 to_name,
                 is_dir,
-            } => match (self.reg.find_wd(from_wd), self.reg.find_wd(to_wd)) {
+            } => match (
+                self.reg.find_wd(log_event(
+                    FsKind::Move,
+                    from_wd,
+                    from_name,
+                    is_dir,
+                    Some((to_wd, to_name)),
+                )),
+                self.reg.find_wd(to_wd),
+            ) {
                 (None, None) => Ok(()),
-                (None, Some(to)) => self.simple(FsKind::Create, to, to_name, is_dir, out, concerns),
+                (None, Some(to)) => {
+                    crate::log::with(b"Inotify", || {
+                        let mut m = b"Move from deleted directory ".to_vec();
+                        m.extend_from_slice(&self.child_path(to, to_name, is_dir));
+                        m.extend_from_slice(b" becomes Create.");
+                        m
+                    });
+                    self.simple(FsKind::Create, to, to_name, is_dir, out, concerns)
+                }
                 (Some(from), None) => {
                     self.simple(FsKind::Delete, from, from_name, is_dir, out, concerns)
                 }
@@ -571,6 +632,7 @@ impl Watcher {
         concerns: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), WatchError> {
         if !concerns(path) {
+            log_not_concerning(path);
             if let Some(stale) = self.reg.find_child(parent, name) {
                 self.drop_subtree(stale, false);
             }
@@ -631,11 +693,28 @@ impl Watcher {
             .watches
             .add(Path::new(OsStr::from_bytes(bare)), self.mask)
         {
-            Ok(wd) => Ok(Some(wd)),
+            Ok(wd) => {
+                crate::log::with(b"Inotify", || {
+                    let mut m = b"addwatch( ".to_vec();
+                    m.extend_from_slice(dir);
+                    m.extend_from_slice(format!(" )-> {} ", wd.id()).as_bytes());
+                    m
+                });
+                Ok(Some(wd))
+            }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 Err(WatchError::Limit { dir: dir.to_vec() })
             }
-            Err(_) => Ok(None),
+            Err(e) => {
+                crate::log::with(b"Inotify", || {
+                    let mut m = b"addwatch( ".to_vec();
+                    m.extend_from_slice(dir);
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    m.extend_from_slice(format!(" )-> -1; err= {errno} : {e}").as_bytes());
+                    m
+                });
+                Ok(None)
+            }
         }
     }
 
@@ -746,6 +825,7 @@ impl Watcher {
                 path.push(b'/');
                 let known = self.reg.find_child(dir, name);
                 if !concerns(path) {
+                    log_not_concerning(path);
                     if let Some(child) = known {
                         self.drop_subtree(child, false);
                     }
@@ -773,6 +853,9 @@ impl Watcher {
         let mut dropped = mem::take(&mut self.dropped);
         self.reg.remove_subtree(idx, &mut dropped);
         for (i, wd) in dropped.drain(..).enumerate() {
+            crate::log::with(b"Inotify", || {
+                format!("rmwatch()<-{}", wd.id()).into_bytes()
+            });
             if !(own_gone && i == 0) {
                 let _ = self.watches.remove(wd);
             }
