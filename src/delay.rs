@@ -14,8 +14,9 @@
 //! path with the new delay, sit on a directory above one of its paths, or (for a directory) lie
 //! below it can answer at all; plus `Init`/`Blanket`, which stack everything. We keep:
 //!
-//! * the queue as `BTreeMap<position, Delay>`: positions only grow, a replacement reuses the
-//!   old slot, removal anywhere is O(log n) and never disturbs the rest (§15 item 1);
+//! * the queue as an ordered map position → slot of a slab of delays: positions only grow, a
+//!   replacement reuses the old position, removal anywhere is O(log n) and never disturbs the
+//!   rest (§15 item 1);
 //! * a path tree (a hash map from full path to node): a node holds the positions of the delays
 //!   that have that path, split by role (plain `Delete`, other plain, Move origin, Move
 //!   destination), plus the newest position found anywhere *below* it, maintained through a
@@ -37,6 +38,7 @@ use hashbrown::{HashMap, HashSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU64;
 use std::ops::Bound::{Excluded, Unbounded};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -137,9 +139,10 @@ type Pos = NonZeroU64;
 pub(crate) struct Delay {
     pub(crate) kind: DelayKind,
     /// Relative path: leading `/`, directories end with `/`; `b""` for `Init`/`Blanket`.
-    pub(crate) path: Box<[u8]>,
+    /// Shared with the path tree's key and with the other delays of the same path.
+    pub(crate) path: Rc<[u8]>,
     /// Move destination; always `None` for other kinds.
-    pub(crate) path2: Option<Box<[u8]>>,
+    pub(crate) path2: Option<Rc<[u8]>>,
     /// When the delay becomes due; `None` = due at once (upstream alarm `true`).
     pub(crate) alarm: Option<Instant>,
     pub(crate) status: Status,
@@ -345,12 +348,15 @@ enum Role {
 const ROLES: [Role; 4] = [Role::Delete, Role::Other, Role::MoveFrom, Role::MoveTo];
 
 /// Positions of the delays having exactly one path, per [`Role`]. Nearly every path has one
-/// delay, which is stored inline; only a shared path pays for per-role lists.
+/// or two delays (a written file: `Create` then `Modify`), which are stored inline; only a path
+/// shared by more pays for per-role lists.
 #[derive(Default, Debug, PartialEq, Eq)]
 enum Own {
     #[default]
     Empty,
     One(Pos, Role),
+    /// Two delays, ascending by position.
+    Two([(Pos, Role); 2]),
     /// Ascending positions, indexed by `Role as usize`.
     Many(Box<[Vec<Pos>; 4]>),
 }
@@ -360,12 +366,16 @@ impl Own {
         match self {
             Own::Empty => *self = Own::One(pos, role),
             Own::One(p, r) => {
+                let (a, b) = ((*p, *r), (pos, role));
+                *self = Own::Two(if a.0 < b.0 { [a, b] } else { [b, a] });
+            }
+            Own::Two(v) => {
                 let mut lists: Box<[Vec<Pos>; 4]> = Box::default();
-                lists[*r as usize].push(*p);
-                let list = &mut lists[role as usize];
-                let at = list.partition_point(|&x| x < pos);
-                list.insert(at, pos);
+                for &(p, r) in v.iter() {
+                    lists[r as usize].push(p);
+                }
                 *self = Own::Many(lists);
+                self.insert(role, pos);
             }
             Own::Many(lists) => {
                 let list = &mut lists[role as usize];
@@ -378,6 +388,8 @@ impl Own {
     fn remove(&mut self, role: Role, pos: Pos) {
         match self {
             Own::One(p, r) if *p == pos && *r == role => *self = Own::Empty,
+            Own::Two([a, b]) if *a == (pos, role) => *self = Own::One(b.0, b.1),
+            Own::Two([a, b]) if *b == (pos, role) => *self = Own::One(a.0, a.1),
             Own::Many(lists) => {
                 let list = &mut lists[role as usize];
                 let Ok(at) = list.binary_search(&pos) else {
@@ -389,11 +401,18 @@ impl Own {
                     list.shrink_to_fit();
                 }
                 let left: usize = lists.iter().map(Vec::len).sum();
-                if left <= 1 {
-                    *self = ROLES
+                if left <= 2 {
+                    let mut rest: Vec<(Pos, Role)> = ROLES
                         .iter()
-                        .find_map(|&r| lists[r as usize].first().map(|&p| Own::One(p, r)))
-                        .unwrap_or(Own::Empty);
+                        .flat_map(|&r| lists[r as usize].iter().map(move |&p| (p, r)))
+                        .collect();
+                    rest.sort_unstable_by_key(|&(p, _)| p);
+                    *self = match rest[..] {
+                        [] => Own::Empty,
+                        [(p, r)] => Own::One(p, r),
+                        [a, b] => Own::Two([a, b]),
+                        _ => unreachable!("at most two left"),
+                    };
                 }
             }
             _ => debug_assert!(false, "invariant: removing an unindexed delay"),
@@ -404,6 +423,7 @@ impl Own {
         match self {
             Own::Empty => None,
             Own::One(p, r) => (*r == role).then_some(*p),
+            Own::Two(v) => v.iter().rev().find(|&&(_, r)| r == role).map(|&(p, _)| p),
             Own::Many(lists) => lists[role as usize].last().copied(),
         }
     }
@@ -412,6 +432,7 @@ impl Own {
         match self {
             Own::Empty => None,
             Own::One(p, _) => Some(*p),
+            Own::Two([_, b]) => Some(b.0),
             Own::Many(lists) => lists.iter().filter_map(|l| l.last().copied()).max(),
         }
     }
@@ -455,7 +476,7 @@ fn parent_of(path: &[u8]) -> Option<&[u8]> {
 
 #[derive(Default, Debug)]
 struct PathTree {
-    nodes: HashMap<Box<[u8]>, Node>,
+    nodes: HashMap<Rc<[u8]>, Node>,
 }
 
 impl PathTree {
@@ -465,8 +486,18 @@ impl PathTree {
 
     /// Adds or removes `pos` in the `role` list of `path`, then fixes the aggregates of the
     /// ancestors: O(depth · log n), stopping as soon as an ancestor's newest is unchanged.
-    fn update(&mut self, path: &[u8], role: Role, pos: Pos, add: bool) {
-        let node = self.nodes.entry_ref(path).or_default();
+    /// The tree's own copy of `path` when it has a node for it, so that every delay of one path
+    /// shares one allocation (a written file has a `Create` and a `Modify`).
+    fn intern(&self, path: Rc<[u8]>) -> Rc<[u8]> {
+        match self.nodes.get_key_value(&path[..]) {
+            Some((key, _)) => key.clone(),
+            None => path,
+        }
+    }
+
+    fn update(&mut self, key: &Rc<[u8]>, role: Role, pos: Pos, add: bool) {
+        let path: &[u8] = key;
+        let node = self.nodes.entry(key.clone()).or_default();
         if add {
             node.own.insert(role, pos);
         } else {
@@ -540,10 +571,111 @@ impl WaitIndex {
     }
 }
 
+/// The queue order: position → slot, and the delays in a slab. A `BTreeMap<Pos, Delay>` keeps
+/// its leaves about half full, which for a 90-byte delay costs more than the delay itself; the
+/// order map holds 12-byte entries and the slab reuses freed slots.
+#[derive(Debug, Default)]
+struct Queue {
+    order: BTreeMap<Pos, u32>,
+    slots: Vec<Option<Delay>>,
+    free: Vec<u32>,
+}
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    fn slot(&self, i: u32) -> &Delay {
+        self.slots[i as usize]
+            .as_ref()
+            .expect("invariant: ordered slot is filled")
+    }
+
+    fn get(&self, pos: &Pos) -> Option<&Delay> {
+        self.order.get(pos).map(|&i| self.slot(i))
+    }
+
+    fn get_mut(&mut self, pos: &Pos) -> Option<&mut Delay> {
+        let i = *self.order.get(pos)?;
+        self.slots[i as usize].as_mut()
+    }
+
+    #[cfg(test)]
+    fn contains_key(&self, pos: &Pos) -> bool {
+        self.order.contains_key(pos)
+    }
+
+    fn insert(&mut self, pos: Pos, delay: Delay) -> Option<Delay> {
+        let old = self.remove(&pos);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(delay);
+                i
+            }
+            None => {
+                let i = u32::try_from(self.slots.len()).expect("invariant: < 2^32 delays");
+                self.slots.push(Some(delay));
+                i
+            }
+        };
+        self.order.insert(pos, i);
+        old
+    }
+
+    fn remove(&mut self, pos: &Pos) -> Option<Delay> {
+        let i = self.order.remove(pos)?;
+        let delay = self.slots[i as usize].take();
+        if self.order.is_empty() {
+            self.slots.clear();
+            self.free.clear();
+        } else {
+            self.free.push(i);
+        }
+        delay
+    }
+
+    fn first_key_value(&self) -> Option<(&Pos, &Delay)> {
+        self.order
+            .first_key_value()
+            .map(|(p, &i)| (p, self.slot(i)))
+    }
+
+    fn last_key_value(&self) -> Option<(&Pos, &Delay)> {
+        self.order.last_key_value().map(|(p, &i)| (p, self.slot(i)))
+    }
+
+    fn after(&self, pos: Pos) -> impl Iterator<Item = (&Pos, &Delay)> {
+        self.order
+            .range((Excluded(pos), Unbounded))
+            .map(|(p, &i)| (p, self.slot(i)))
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = (&Pos, &Delay)> + ExactSizeIterator {
+        self.order.iter().map(|(p, &i)| (p, self.slot(i)))
+    }
+
+    fn values(&self) -> impl DoubleEndedIterator<Item = &Delay> + ExactSizeIterator {
+        self.order.values().map(|&i| self.slot(i))
+    }
+}
+
+impl std::ops::Index<&Pos> for Queue {
+    type Output = Delay;
+
+    fn index(&self, pos: &Pos) -> &Delay {
+        self.get(pos).expect("invariant: position is queued")
+    }
+}
+
 /// The FIFO queue of delays of one Sync, with its indexes (see the module doc).
 #[derive(Debug)]
 pub(crate) struct DelayList {
-    queue: BTreeMap<Pos, Delay>,
+    queue: Queue,
     by_id: HashMap<DelayId, Pos>,
     next_pos: Pos,
     tree: PathTree,
@@ -558,7 +690,7 @@ pub(crate) struct DelayList {
 impl Default for DelayList {
     fn default() -> Self {
         DelayList {
-            queue: BTreeMap::new(),
+            queue: Queue::default(),
             by_id: HashMap::new(),
             next_pos: Pos::MIN,
             tree: PathTree::default(),
@@ -631,8 +763,8 @@ impl DelayList {
     pub(crate) fn push(
         &mut self,
         kind: DelayKind,
-        path: Box<[u8]>,
-        path2: Option<Box<[u8]>>,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
         alarm: Option<Instant>,
     ) -> Pushed {
         let path2 = if kind == DelayKind::Move { path2 } else { None };
@@ -694,7 +826,7 @@ impl DelayList {
     pub(crate) fn push_unblocked(
         &mut self,
         kind: DelayKind,
-        path: Box<[u8]>,
+        path: Rc<[u8]>,
         alarm: Option<Instant>,
     ) -> DelayId {
         self.append(kind, path, None, alarm, None)
@@ -749,7 +881,7 @@ impl DelayList {
     /// The delay after `pos` in queue order; `pos` may have been removed meanwhile.
     pub(crate) fn next_after(&self, pos: QueuePos) -> Option<(QueuePos, DelayId)> {
         self.queue
-            .range((Excluded(pos.0), Unbounded))
+            .after(pos.0)
             .next()
             .map(|(&p, d)| (QueuePos(p), d.id))
     }
@@ -788,7 +920,7 @@ impl DelayList {
     pub(crate) fn select(&self, mut test: impl FnMut(DelayId, &Delay) -> Select) -> Vec<DelayId> {
         let mut excluded: HashSet<Pos> = HashSet::new();
         let mut taken = Vec::new();
-        for (&pos, d) in &self.queue {
+        for (&pos, d) in self.queue.iter() {
             let verdict = test(d.id, d);
             if verdict == Select::Break {
                 break;
@@ -884,8 +1016,8 @@ impl DelayList {
     fn append(
         &mut self,
         kind: DelayKind,
-        path: Box<[u8]>,
-        path2: Option<Box<[u8]>>,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
         alarm: Option<Instant>,
         blocked_by: Option<Pos>,
     ) -> DelayId {
@@ -904,8 +1036,8 @@ impl DelayList {
         &mut self,
         pos: Pos,
         kind: DelayKind,
-        path: Box<[u8]>,
-        path2: Option<Box<[u8]>>,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
         alarm: Option<Instant>,
         blocked_by: Option<Pos>,
     ) -> DelayId {
@@ -916,8 +1048,8 @@ impl DelayList {
         };
         let delay = Delay {
             kind,
-            path,
-            path2,
+            path: self.tree.intern(path),
+            path2: path2.map(|p| self.tree.intern(p)),
             alarm,
             status,
             since: crate::health::clock(),
@@ -960,7 +1092,8 @@ impl DelayList {
             // combine() never answers for a Full, old or new.
             DelayKind::Full => return,
             DelayKind::Move => {
-                self.tree.update(d.path2_bytes(), Role::MoveTo, pos, add);
+                let to = d.path2.clone().unwrap_or_default();
+                self.tree.update(&to, Role::MoveTo, pos, add);
                 Role::MoveFrom
             }
             DelayKind::Delete => Role::Delete,
@@ -1002,7 +1135,7 @@ impl DelayList {
             .iter()
             .flat_map(|(&b, l)| l.iter().map(move |&p| (b, p)))
             .collect();
-        for (&pos, d) in &self.queue {
+        for (&pos, d) in self.queue.iter() {
             fresh.index(d, pos, true);
             if d.status == Status::Wait {
                 fresh.wait.add(pos, d.alarm);
@@ -1037,7 +1170,7 @@ mod tests {
 
     use DelayKind::{Attrib, Blanket, Create, Delete, Full, Init, Modify, Move};
 
-    fn b(s: &str) -> Box<[u8]> {
+    fn b(s: &str) -> Rc<[u8]> {
         s.as_bytes().into()
     }
 

@@ -1012,16 +1012,17 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     api.set(
         "blanket",
         sync_function(lua, core, |_, c, sid, ()| {
-            let id = c.syncs[sid]
-                .delays
-                .push_unblocked(DelayKind::Blanket, Box::default(), None);
+            let id =
+                c.syncs[sid]
+                    .delays
+                    .push_unblocked(DelayKind::Blanket, Default::default(), None);
             Ok(id.0 as i64)
         })?,
     )?;
     api.set(
         "fullEvent",
         sync_function(lua, core, |_, c, sid, path: Option<mlua::String>| {
-            let p: Box<[u8]> = match path {
+            let p: std::rc::Rc<[u8]> = match path {
                 Some(p) => p.as_bytes().to_vec().into(),
                 None => b"/".to_vec().into(),
             };

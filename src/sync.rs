@@ -314,7 +314,7 @@ impl Core {
     pub(crate) fn push_init(&mut self, sid: usize) {
         let s = &mut self.syncs[sid];
         s.delays
-            .push_unblocked(DelayKind::Init, Box::default(), None);
+            .push_unblocked(DelayKind::Init, Default::default(), None);
         self.init_pending += 1;
     }
 
@@ -724,7 +724,7 @@ mod tests {
         let mut delays = DelayList::new();
         let mut ids = Vec::new();
         for (kind, path, path2) in events {
-            let p2 = path2.map(|p| p.as_bytes().to_vec().into_boxed_slice());
+            let p2 = path2.map(|p| std::rc::Rc::<[u8]>::from(p.as_bytes()));
             ids.push(delays.push_unblocked(*kind, path.as_bytes().to_vec().into(), None));
             if let Some(p2) = p2 {
                 // a move: give the last delay its destination through a fresh Move delay
