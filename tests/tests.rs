@@ -13,6 +13,11 @@
 //!   (keys unknown to 2.2.3)
 //! - `argv::startup_argv_omits_short_flag_word_when_no_flag_is_set` (upstream dies with
 //!   `bad argument #4 to 'exec' (string expected, got table)`)
+//! - `cli::script_*` (2.2.3 has no `-script` without a config, nor `Queue` and the other 2.3
+//!   runner globals), `cli::help_does_not_list_the_runner_option_it_rejects`,
+//!   `cli::failure_on_startup_names_the_exit_code`, and
+//!   `production::service::group_sigterm_during_startup_transfer_exits_143_when_rsync_exits_20`
+//!   (fixes of this implementation)
 
 #[macro_use]
 mod util;
