@@ -348,7 +348,7 @@ function common.collectStartup(agent, exitcode)
 	if rc == 'ok' then
 		log('Normal', 'Startup of "', agent.source, '" finished: ', exitcode)
 	elseif rc == 'again' then
-		if settings('insist') then
+		if settings('insist') or exitcode == 23 then
 			log('Normal', 'Retrying startup of "', agent.source, '": ', exitcode)
 		else
 			log(

@@ -114,7 +114,9 @@ local function collectStartup(agent, exitcode, rc)
 	end
 
 	if rc == 'again' then
-		if settings('insist') then
+		-- A partial transfer (rsync 23: a full or unwritable target, an unreadable file) is
+		-- retried with backoff even without insist: the daemon runs, the change is not lost.
+		if settings('insist') or exitcode == 23 then
 			log(
 				'Normal',
 				'Retrying startup of ', agent.source, ' -> ', agent.target, ': ', exitcode
@@ -282,9 +284,10 @@ default.rsyncExitCodes = {
 	[20] = 'again',    -- received SIGUSR1 or SIGINT
 	[21] = 'again',    -- some error returned by waitpid()
 	[22] = 'again',    -- error allocating core memory buffers
-	-- Partial transfer and vanished source files: the change that caused them is (or will
-	-- be) queued as an event of its own, so they count as success.
-	[23] = 'ok',
+	-- Partial transfer: some files failed (a full or read-only target, say); retried with
+	-- backoff until it succeeds, so no change is dropped.
+	[23] = 'again',
+	-- Vanished source files: their deletion is queued as an event of its own.
 	[24] = 'ok',
 	[25] = 'die',      -- --max-delete limit stopped deletions
 	[30] = 'again',    -- timeout in data send/receive

@@ -93,7 +93,7 @@ local settingsKeys = {
 	logfile = true, pidfile = true, nodaemon = true, onepass = true,
 	statusFile = true, statusInterval = true, logfacility = true,
 	logident = true, insist = true, inotifyMode = true,
-	maxProcesses = true, maxDelays = true,
+	maxProcesses = true, maxDelays = true, maxBackoff = true,
 	statusFormat = true, metricsFile = true, metricsListen = true,
 }
 
@@ -113,11 +113,15 @@ local function settingsFn( a )
 			if not settingsKeys[ v ] then
 				error( 'setting "' .. tostring( v ) .. '" unknown.', 2 )
 			end
+			local bad = default._validate.settings( v, true )
+			if bad then error( bad, 2 ) end
 			settingsTable[ v ] = true
 		else
 			if not settingsKeys[ k ] then
 				error( 'setting "' .. tostring( k ) .. '" unknown.', 2 )
 			end
+			local bad = default._validate.settings( k, v )
+			if bad then error( bad, 2 ) end
 			settingsTable[ k ] = v
 		end
 	end
@@ -541,6 +545,8 @@ function tunnel( opts )
 	}
 	for k, v in pairs( opts ) do o[ k ] = v end
 	if o.command == nil then error( 'tunnel needs a command', 2 ) end
+	local bad = default._validate.tunnel( o )
+	if bad then error( bad, 2 ) end
 	if type( o.command ) == 'string' then o.command = splitCommand( o.command ) end
 	o.name = o.name or ( 'Tunnel' .. ( #tunnels + 1 ) )
 	local t = setmetatable( {
@@ -792,7 +798,10 @@ local syncCount = 0
 local function callerPos( level )
 	local info = debug.getinfo( level, 'Sl' )
 	if info and info.currentline and info.currentline > 0 then
-		return info.short_src .. ':' .. info.currentline .. ': '
+		-- the whole file name (short_src cuts long paths)
+		local src = info.source
+		if sub( src, 1, 1 ) == '@' then src = sub( src, 2 ) else src = info.short_src end
+		return src .. ':' .. info.currentline .. ': '
 	end
 	return ''
 end
@@ -824,6 +833,8 @@ addSync = function( opts, where )
 		if settingsTable[ k ] then config[ k ] = settingsTable[ k ] end
 		if cliSettings[ k ] then config[ k ] = cliSettings[ k ] end
 	end
+	local bad = default._validate.sync( config )
+	if bad then error( where .. bad, 0 ) end
 	if type( config.prepare ) == 'function' then
 		config.prepare( config, 4 )
 	end
@@ -1120,6 +1131,11 @@ function hooks.collect( sid, pid, exitcode )
 	local rc = config.collect( agent, exitcode )
 	if type( rc ) ~= 'string' then return nil end
 	return rc
+end
+
+-- A child whose exit is not judged by collect (killed by a signal, or never started).
+function hooks.dropAgent( pid )
+	agents[ pid ] = nil
 end
 
 -- Delays that are gone: forget their event tables.

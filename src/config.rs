@@ -37,6 +37,8 @@ pub(crate) struct Settings {
     pub(crate) metrics_file: Option<OsString>,
     /// `metricsListen`: where `GET /metrics` is served.
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
+    /// `maxBackoff`: the longest wait between two attempts of a failing sync, in seconds.
+    pub(crate) max_backoff: f64,
 }
 
 fn truthy(v: &Value) -> bool {
@@ -113,6 +115,9 @@ impl Settings {
             max_processes: number(&get("maxProcesses"))
                 .filter(|n| *n >= 1.0)
                 .map(|n| n.min(1e9) as usize),
+            max_backoff: number(&get("maxBackoff"))
+                .filter(|n| n.is_finite() && *n >= 1.0)
+                .unwrap_or(crate::retry::DEFAULT_MAX_BACKOFF),
         })
     }
 }

@@ -42,7 +42,7 @@ use crate::shutdown;
 use crate::signals::Signals;
 use crate::spawn::{self, Spawner};
 use crate::status;
-use crate::sync::Core;
+use crate::sync::{Core, Ended};
 use crate::sys;
 use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
 
@@ -248,6 +248,7 @@ fn run_once(
     {
         let mut c = core.borrow_mut();
         c.max_processes = settings.max_processes;
+        c.max_backoff = settings.max_backoff;
         if p.daemonized {
             c.child_logfile = settings.logfile.clone();
         }
@@ -368,7 +369,7 @@ fn main_loop(
 ) -> RunEnd {
     let mut events = Events::with_capacity(256);
     let mut fs_events = Vec::new();
-    let mut reaped: Vec<(libc::pid_t, i32)> = Vec::new();
+    let mut reaped: Vec<(libc::pid_t, i32, Option<i32>)> = Vec::new();
     let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
     let mut last_waiting_log: Option<Instant> = None;
     let mut round_robin = 0usize;
@@ -532,7 +533,7 @@ fn main_loop(
         if child_exited {
             spawn::reap(&mut reaped);
         }
-        for &(pid, code) in &reaped {
+        for &(pid, code, signal) in &reaped {
             let owner = core.borrow_mut().pid_owner.remove(&pid);
             let Some(sid) = owner else {
                 log::with(b"Exec", || {
@@ -543,13 +544,26 @@ fn main_loop(
                 }
                 continue;
             };
-            let rc = match rt.collect(sid, pid, code) {
-                Ok(rc) => rc,
-                Err(code) => return RunEnd::Exit(code),
+            let finished = match signal {
+                Some(sig) => {
+                    if let Err(code) = rt.drop_agent(pid) {
+                        return RunEnd::Exit(code);
+                    }
+                    core.borrow_mut()
+                        .finish(sid, pid, Ended::Signalled(sig), Instant::now())
+                }
+                None => {
+                    let rc = match rt.collect(sid, pid, code) {
+                        Ok(rc) => rc,
+                        Err(code) => return RunEnd::Exit(code),
+                    };
+                    let outcome = Ended::Exited {
+                        rc: rc.as_deref(),
+                        code,
+                    };
+                    core.borrow_mut().finish(sid, pid, outcome, Instant::now())
+                }
             };
-            let finished = core
-                .borrow_mut()
-                .finish(sid, pid, rc.as_deref(), code, Instant::now());
             if let Err(code) = finished {
                 return RunEnd::Exit(code);
             }
@@ -595,6 +609,9 @@ fn main_loop(
         if let Err(code) = invoke_actions(rt, core, &mut round_robin) {
             return RunEnd::Exit(code);
         }
+        if let Err(code) = finish_failed_spawns(rt, core) {
+            return RunEnd::Exit(code);
+        }
         let alarm_due = core
             .borrow()
             .user_alarm
@@ -622,6 +639,18 @@ fn main_loop(
             &p.health,
         );
     }
+}
+
+/// Spawns of this cycle that failed before exec become failed attempts of their syncs.
+fn finish_failed_spawns(rt: &Runtime, core: &Rc<RefCell<Core>>) -> Result<(), ExitCode> {
+    let failed = std::mem::take(&mut core.borrow_mut().spawn_failures);
+    for (sid, pid, error) in failed {
+        rt.drop_agent(pid)?;
+        let outcome = Ended::SpawnFailed(error);
+        core.borrow_mut()
+            .finish(sid, pid, outcome, Instant::now())?;
+    }
+    Ok(())
 }
 
 /// systemd: READY=1 once every startup transfer is done (or is being retried with insist),

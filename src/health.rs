@@ -58,7 +58,7 @@ impl SyncState {
     }
 }
 
-/// How a collected transfer ended, from its sync's `collect` verdict and its exit code.
+/// How a collected transfer ended, as `sync.rs` judges it (see `retry.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Succeeded,
@@ -66,19 +66,6 @@ pub(crate) enum Outcome {
     Retry,
     /// Given up.
     Failed,
-}
-
-impl Outcome {
-    /// `collect`'s verdict (`ok`, `again`, `die`) decides; without one, exit code 0 is success.
-    pub(crate) fn judge(verdict: Option<&[u8]>, exit_code: i32) -> Outcome {
-        match verdict {
-            Some(b"ok") => Outcome::Succeeded,
-            Some(b"again") => Outcome::Retry,
-            Some(_) => Outcome::Failed,
-            None if exit_code == 0 => Outcome::Succeeded,
-            None => Outcome::Failed,
-        }
-    }
 }
 
 /// The last failed transfer of a sync.
@@ -351,15 +338,6 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn outcomes_follow_the_collect_verdict_then_the_exit_code() {
-        assert_eq!(Outcome::judge(Some(b"ok"), 24), Outcome::Succeeded);
-        assert_eq!(Outcome::judge(Some(b"again"), 23), Outcome::Retry);
-        assert_eq!(Outcome::judge(Some(b"die"), 1), Outcome::Failed);
-        assert_eq!(Outcome::judge(None, 0), Outcome::Succeeded);
-        assert_eq!(Outcome::judge(None, 3), Outcome::Failed);
-    }
 
     #[test]
     fn transfers_move_the_state_and_the_counters() {

@@ -28,8 +28,9 @@ use crate::sync::{Core, SyncJob};
 use crate::sys;
 
 const PRELUDE: &str = include_str!("../lua/prelude.lua");
-const LAYERS: [(&str, &str); 4] = [
+const LAYERS: [(&str, &str); 5] = [
     ("@default.lua", include_str!("../lua/default.lua")),
+    ("@validate.lua", include_str!("../lua/validate.lua")),
     (
         "@default-rsync.lua",
         include_str!("../lua/default-rsync.lua"),
@@ -530,6 +531,12 @@ impl Runtime {
         Ok(rc.map(|s| s.as_bytes().to_vec()))
     }
 
+    /// A child that is not collected (killed by a signal, or never started): its agent is
+    /// dropped without asking the layer's `collect`.
+    pub(crate) fn drop_agent(&self, pid: libc::pid_t) -> Result<(), ExitCode> {
+        self.call_hook::<()>("dropAgent", pid as i64)
+    }
+
     /// Forgets the event tables of delays the core removed.
     pub(crate) fn forget_removed(&self) -> Result<(), ExitCode> {
         let removed = std::mem::take(&mut self.core.borrow_mut().removed);
@@ -720,6 +727,7 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         crontab,
         cron_next: None,
         health: Default::default(),
+        backoff: Default::default(),
     })
 }
 

@@ -20,6 +20,7 @@ mod log;
 mod lua_rt;
 mod metrics;
 mod notify;
+mod retry;
 mod shutdown;
 mod signals;
 mod spawn;

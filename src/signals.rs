@@ -204,7 +204,7 @@ mod tests {
         wait_for(&mut poll, &mut signals, |p| p.chld);
         let mut out = Vec::new();
         reap(&mut out);
-        assert!(out.contains(&(pid, 0)), "{out:?}");
+        assert!(out.contains(&(pid, 0, None)), "{out:?}");
         assert_pipe_empty(&mut poll, &mut signals);
     }
 }

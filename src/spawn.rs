@@ -224,13 +224,15 @@ impl PendingPipe {
 /// The exit code is the child's exit status, or 128 + the signal number for a child killed by
 /// a signal. Upstream reports such a child as exit code 0 (SPEC §6.4); this deviates on
 /// purpose (SPEC §15 item 7), so that a killed rsync is never taken for a success.
-pub(crate) fn reap(out: &mut Vec<(libc::pid_t, i32)>) {
+/// The third field is the signal that killed the child, if one did.
+pub(crate) fn reap(out: &mut Vec<(libc::pid_t, i32, Option<i32>)>) {
     // An error other than "no children" (ECHILD, mapped to None) cannot happen for
     // waitpid(-1, WNOHANG) with a valid status pointer; stopping is the only sensible reaction.
     while let Ok(Some((pid, status))) = sys::wait_any_nohang() {
         if let Some(code) = exit_code(status) {
             crate::shutdown::child_reaped(pid);
-            out.push((pid, code));
+            let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+            out.push((pid, code, signal));
         }
     }
 }
@@ -313,7 +315,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             reap(&mut out);
-            if let Some(&(_, code)) = out.iter().find(|(p, _)| *p == pid) {
+            if let Some(&(_, code, _)) = out.iter().find(|(p, _, _)| *p == pid) {
                 return code;
             }
             assert!(start.elapsed() < DEADLINE, "child {pid} did not exit");

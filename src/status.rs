@@ -248,6 +248,18 @@ pub(crate) fn render(core: &Core, watcher: &Watcher, tunnel_section: &[u8]) -> V
         out.extend_from_slice(b" source=");
         out.extend_from_slice(&s.source);
         out.push(b'\n');
+        if s.backoff.state() != crate::retry::State::Ok {
+            // Only while failing, so that the layout of a healthy report stays upstream's.
+            out.extend_from_slice(
+                format!(
+                    "State: {} after {} failed attempts: {}\n",
+                    s.backoff.state().as_str(),
+                    s.backoff.attempts(),
+                    s.backoff.last_failure().unwrap_or("")
+                )
+                .as_bytes(),
+            );
+        }
         out.extend_from_slice(format!("There are {} delays\n", s.delays.len()).as_bytes());
         for (_, d) in s.delays.iter() {
             out.extend_from_slice(format!("{:<7}", d.status.as_str()).as_bytes());

@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
 use crate::exclude::Excludes;
 use crate::exit::ExitCode;
-use crate::health::{self, Outcome, SyncHealth};
+use crate::health::{self, SyncHealth};
 use crate::log;
+use crate::retry::{Backoff, Failure, State};
 use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
 use crate::watch::{FsEvent, FsKind};
 
@@ -26,6 +27,19 @@ use crate::watch::{FsEvent, FsKind};
 pub(crate) struct Agent {
     pub(crate) dids: Vec<DelayId>,
     pub(crate) is_list: bool,
+    /// argv[0], for failure reports.
+    pub(crate) command: Vec<u8>,
+}
+
+/// How a child of a sync ended, as the event loop hands it to [`Core::finish`].
+#[derive(Debug)]
+pub(crate) enum Ended<'a> {
+    /// It exited with `code`; the layer's `collect` said `rc`.
+    Exited { rc: Option<&'a [u8]>, code: i32 },
+    /// A signal killed it: retried, its `collect` is not asked.
+    Signalled(i32),
+    /// fork/exec failed before the command ran.
+    SpawnFailed(String),
 }
 
 /// One `sync{}`.
@@ -56,6 +70,8 @@ pub(crate) struct SyncJob {
     pub(crate) cron_next: Option<Instant>,
     /// What reports show about this sync.
     pub(crate) health: SyncHealth,
+    /// Failed attempts and the wait before the next one.
+    pub(crate) backoff: Backoff,
 }
 
 impl SyncJob {
@@ -109,6 +125,13 @@ pub(crate) struct Core {
     pub(crate) init_pending: usize,
     /// A startup transfer failed temporarily and is being retried (insist).
     pub(crate) init_retried: bool,
+    /// `settings{ maxBackoff }` in seconds.
+    pub(crate) max_backoff: f64,
+    /// Spawns that failed before exec, as (sync, stand-in pid, error): finished as failed
+    /// attempts by the event loop after the actions of this cycle.
+    pub(crate) spawn_failures: Vec<(usize, libc::pid_t, String)>,
+    /// The next stand-in pid of a failed spawn (negative: never a real process).
+    next_failed_pid: libc::pid_t,
 }
 
 impl Core {
@@ -129,6 +152,9 @@ impl Core {
             tunnels: false,
             init_pending: 0,
             init_retried: false,
+            max_backoff: crate::retry::DEFAULT_MAX_BACKOFF,
+            spawn_failures: Vec::new(),
+            next_failed_pid: -1,
         }
     }
 
@@ -329,6 +355,9 @@ impl Core {
         if s.delays.wait_count() == 0 {
             return s.cron_next;
         }
+        if let Some(t) = s.backoff.holds_until(now) {
+            return Some(t);
+        }
         if let Some(t) = s.cron_next {
             if t <= now {
                 return Some(now);
@@ -388,6 +417,7 @@ impl Core {
                 || s.held
                 || s.processes.len() >= s.max_processes
                 || self.at_global_limit()
+                || s.backoff.holds_until(now).is_some()
             {
                 return None;
             }
@@ -469,6 +499,7 @@ impl Core {
             return Err("spawn() called before the daemon runs".to_string());
         };
         let command = health::command_line(&argv);
+        let program = argv.first().cloned().unwrap_or_default();
         let req = SpawnRequest {
             argv,
             stdin,
@@ -477,22 +508,45 @@ impl Core {
         let (pid, pipe) = match self.spawner.spawn(registry, req) {
             Ok(r) => r,
             Err(e) => {
-                log::error(format!("cannot spawn: {e}"));
-                return Ok(None);
+                // Counted as a process that failed at once, so that the layer keeps its
+                // events (they are active, not waiting) and the sync backs off.
+                let pid = self.next_failed_pid;
+                self.next_failed_pid = if pid <= -1_000_000 { -1 } else { pid - 1 };
+                self.spawn_failures.push((sid, pid, e.to_string()));
+                self.start_process(sid, pid, dids, is_list, (program, command));
+                return Ok(Some(pid));
             }
         };
         if matches!(pipe, PipeState::OneSweep) {
             log::with(b"Exec", || b"one-sweeped pipe".to_vec());
         }
+        self.start_process(sid, pid, dids, is_list, (program, command));
+        self.pid_owner.insert(pid, sid);
+        Ok(Some(pid))
+    }
+
+    fn start_process(
+        &mut self,
+        sid: usize,
+        pid: libc::pid_t,
+        dids: Vec<DelayId>,
+        is_list: bool,
+        (program, command): (Vec<u8>, Vec<u8>),
+    ) {
         self.running += 1;
         let s = &mut self.syncs[sid];
         s.health.transfer_started(pid, command);
         for id in &dids {
             s.delays.set_active(*id);
         }
-        s.processes.insert(pid, Agent { dids, is_list });
-        self.pid_owner.insert(pid, sid);
-        Ok(Some(pid))
+        s.processes.insert(
+            pid,
+            Agent {
+                dids,
+                is_list,
+                command: program,
+            },
+        );
     }
 
     /// The stdout/stderr a child gets: the logfile when daemonized with one, else inherited.
@@ -525,12 +579,15 @@ impl Core {
     }
 
     /// The delays of a collected child: removed, retried or fatal (SPEC §6.5).
+    ///
+    /// A failure (`again`, a signal, a failed spawn, and while running `die` or an unknown
+    /// code) keeps the child's delays and holds the sync for its backoff; `die` of a startup
+    /// transfer ends the daemon as upstream. `Err` also when every sync has failed.
     pub(crate) fn finish(
         &mut self,
         sid: usize,
         pid: libc::pid_t,
-        rc: Option<&[u8]>,
-        exitcode: i32,
+        outcome: Ended<'_>,
         now: Instant,
     ) -> Result<(), ExitCode> {
         let s = &mut self.syncs[sid];
@@ -538,51 +595,85 @@ impl Core {
             return Ok(());
         };
         self.running = self.running.saturating_sub(1);
-        s.health
-            .transfer_finished(pid, Outcome::judge(rc, exitcode), exitcode);
-        match rc {
-            Some(b"die") => {
+        let is_init = agent
+            .dids
+            .iter()
+            .any(|id| s.delays.get(*id).is_some_and(|d| d.kind == DelayKind::Init));
+        let command = agent.command.clone();
+        let (failure, exitcode) = match outcome {
+            Ended::Exited {
+                rc: Some(b"die"),
+                code,
+            } => {
+                if is_init {
+                    log::error("Critical exitcode.");
+                    return Err(ExitCode::Fatal);
+                }
+                (Some(Failure::Fatal { command, code }), code)
+            }
+            Ended::Exited {
+                rc: Some(b"again"),
+                code,
+            } => (Some(Failure::Exit { command, code }), code),
+            Ended::Exited { code, .. } => (None, code),
+            Ended::Signalled(signal) => (Some(Failure::Signal { command, signal }), 128 + signal),
+            Ended::SpawnFailed(error) => (Some(Failure::Spawn { command, error }), -1),
+        };
+        let judged = match &failure {
+            None => health::Outcome::Succeeded,
+            Some(f) if f.is_fatal() => health::Outcome::Failed,
+            Some(_) => health::Outcome::Retry,
+        };
+        s.health.transfer_finished(pid, judged, exitcode);
+        if let Some(failure) = failure {
+            let pending = s.delays.len();
+            let until = s
+                .backoff
+                .failure(&s.name, &failure, pending, self.max_backoff, now);
+            for id in &agent.dids {
+                s.delays.set_wait(*id, Some(until));
+            }
+            if is_init {
+                self.init_retried = true;
+            }
+            if failure.is_fatal()
+                && self
+                    .syncs
+                    .iter()
+                    .all(|s| s.backoff.state() == State::Failed)
+            {
                 log::error("Critical exitcode.");
+                log::error("Every sync has failed; exiting.");
                 return Err(ExitCode::Fatal);
             }
-            Some(b"again") => {
-                let wait = s.delay.unwrap_or(0.0).max(1.0);
-                let alarm = Some(now + secs(wait));
-                for id in &agent.dids {
-                    if s.delays.get(*id).is_some_and(|d| d.kind == DelayKind::Init) {
-                        self.init_retried = true;
-                    }
-                    s.delays.set_wait(*id, alarm);
+            return Ok(());
+        }
+        s.backoff.success(&s.name);
+        for id in &agent.dids {
+            if let Some(d) = s.delays.remove(*id) {
+                if d.kind == DelayKind::Init {
+                    self.init_pending = self.init_pending.saturating_sub(1);
                 }
-            }
-            _ => {
-                for id in &agent.dids {
-                    if let Some(d) = s.delays.remove(*id) {
-                        if d.kind == DelayKind::Init {
-                            self.init_pending = self.init_pending.saturating_sub(1);
-                        }
-                        if !agent.is_list {
-                            log::with(b"Delay", || {
-                                format!("Finish of {} on ", d.kind.as_lua_str())
-                                    .into_bytes()
-                                    .into_iter()
-                                    .chain(s.source.iter().copied())
-                                    .chain(d.path.iter().copied())
-                                    .chain(format!(" = {exitcode}").into_bytes())
-                                    .collect()
-                            });
-                        }
-                        self.removed.push((sid, *id));
-                    }
-                }
-                if agent.is_list {
+                if !agent.is_list {
                     log::with(b"Delay", || {
-                        format!("Finished list = {exitcode}").into_bytes()
+                        format!("Finish of {} on ", d.kind.as_lua_str())
+                            .into_bytes()
+                            .into_iter()
+                            .chain(s.source.iter().copied())
+                            .chain(d.path.iter().copied())
+                            .chain(format!(" = {exitcode}").into_bytes())
+                            .collect()
                     });
-                } else {
-                    s.init_done = true;
                 }
+                self.removed.push((sid, *id));
             }
+        }
+        if agent.is_list {
+            log::with(b"Delay", || {
+                format!("Finished list = {exitcode}").into_bytes()
+            });
+        } else {
+            s.init_done = true;
         }
         Ok(())
     }

@@ -256,7 +256,6 @@ fn startup_argv_per_delete_mode() {
         ("false", false),
         ("'startup'", true),
         ("'running'", false),
-        ("'bogus'", false),
     ] {
         let mut want = if del {
             sv!["--delete", "--ignore-errors"]

@@ -96,16 +96,16 @@ bad_config! {
         "please do not use the internal rsync._computed parameter",
     ];
     negative_delay_is_rejected: "bad_delay_negative.lua" => [
-        "delay must be a number and >= 0",
+        "{CFG}:2: sync: \"delay\" must be a number >= 0 (got number -1)",
     ];
     string_delay_is_rejected: "bad_delay_string.lua" => [
-        "delay must be a number and >= 0",
+        "{CFG}:2: sync: \"delay\" must be a number >= 0 (got string \"soon\")",
     ];
     exclude_of_wrong_type_is_rejected: "bad_exclude_type.lua" => [
-        "type for exclude must be table or string",
+        "{CFG}:2: sync: \"exclude\" must be a string or a table of strings",
     ];
     filter_of_wrong_type_is_rejected: "bad_filter_type.lua" => [
-        "type for filter must be table or string",
+        "{CFG}:2: sync: \"filter\" must be a string or a table of strings",
     ];
     unreadable_exclude_from_is_rejected: "bad_exclude_from_missing.lua" => [
         "Error: Cannot open exclude file \"no-such-excludes.txt\": ",
@@ -126,6 +126,6 @@ bad_config! {
         "Error: Nothing to watch!",
     ];
     invalid_inotify_mode_is_rejected: "bad_inotify_mode.lua" => [
-        "Error: 'Sometimes' not a valid inotfiyMode.",
+        "{CFG}:2: settings: \"inotifyMode\" must be one of \"Modify\", \"CloseWrite\", \"CloseWrite or Modify\" (got string \"Sometimes\")",
     ];
 }

@@ -1,0 +1,172 @@
+//! Type and range checks of every documented `settings{}`, `sync{}`, `rsync{}`, `ssh{}` and
+//! `tunnel{}` key: a wrong value is rejected while the config loads (`-t` and a real start
+//! alike) with exit 255, naming the key, what was expected, and the config file and line.
+//! A NUL byte in a string that would reach an argv, a path or an exclude is one of those
+//! errors, not a spawn failure later.
+
+use crate::util::{run, TestDir};
+
+const RSYNC: &str = "sync{ default.rsync, source = 'src', target = 'dst', ";
+const SSH: &str = "sync{ default.rsyncssh, source = 'src', host = 'h', targetdir = 't', ";
+
+/// (Lua statement, key that must be named).
+fn cases() -> Vec<(String, &'static str)> {
+    let settings = |kv: &str| format!("settings{{ {kv} }}");
+    let rsync = |kv: &str| format!("{RSYNC}{kv} }}");
+    let ssh = |kv: &str| format!("{SSH}{kv} }}");
+    let tunnel = |kv: &str| format!("tunnel{{ command = {{ 'true' }}, {kv} }}");
+    vec![
+        (settings("logfile = {}"), "logfile"),
+        (settings("logfile = '/l\\0x'"), "logfile"),
+        (settings("pidfile = 5"), "pidfile"),
+        (settings("nodaemon = 'yes'"), "nodaemon"),
+        (settings("onepass = 1"), "onepass"),
+        (settings("statusFile = print"), "statusFile"),
+        (settings("statusInterval = -1"), "statusInterval"),
+        (settings("statusInterval = 'x'"), "statusInterval"),
+        (settings("logfacility = {}"), "logfacility"),
+        (settings("logident = true"), "logident"),
+        (settings("insist = 'no'"), "insist"),
+        (settings("inotifyMode = true"), "inotifyMode"),
+        (settings("inotifyMode = 'Sometimes'"), "inotifyMode"),
+        (settings("maxProcesses = 'x'"), "maxProcesses"),
+        (settings("maxProcesses = 0"), "maxProcesses"),
+        (settings("maxProcesses = 1.5"), "maxProcesses"),
+        (settings("maxDelays = {}"), "maxDelays"),
+        (settings("maxDelays = 0"), "maxDelays"),
+        (settings("maxBackoff = 0"), "maxBackoff"),
+        (settings("maxBackoff = math.huge"), "maxBackoff"),
+        (rsync("target = {}"), "target"),
+        (rsync("target = '/dst\\0x'"), "target"),
+        (
+            "sync{ default.rsync, source = 5, target = 'dst' }".to_string(),
+            "source",
+        ),
+        (rsync("delay = -1"), "delay"),
+        (rsync("delay = 'soon'"), "delay"),
+        (rsync("delay = 0/0"), "delay"),
+        (rsync("maxDelays = 0"), "maxDelays"),
+        (rsync("maxProcesses = 0"), "maxProcesses"),
+        (rsync("maxProcesses = 'x'"), "maxProcesses"),
+        (rsync("batchSizeLimit = -5"), "batchSizeLimit"),
+        (rsync("delete = 'always'"), "delete"),
+        (rsync("delete = 1"), "delete"),
+        (rsync("exclude = 5"), "exclude"),
+        (rsync("exclude = { 'a', 'b\\0c' }"), "exclude[2]"),
+        (rsync("excludeFrom = {}"), "excludeFrom"),
+        (rsync("filter = { 1 }"), "filter[1]"),
+        (rsync("filterFrom = true"), "filterFrom"),
+        (rsync("crontab = '* * * * *'"), "crontab"),
+        (rsync("monitor = 5"), "monitor"),
+        (rsync("action = 5"), "action"),
+        (rsync("collect = 'x'"), "collect"),
+        (rsync("init = 5"), "init"),
+        (rsync("full = {}"), "full"),
+        (rsync("prepare = 1"), "prepare"),
+        (rsync("exitcodes = 5"), "exitcodes"),
+        (rsync("exitcodes = { [0] = 'fine' }"), "exitcodes[0]"),
+        (rsync("tunnel = {}"), "tunnel"),
+        (rsync("rsync = 5"), "rsync"),
+        (rsync("rsync = { binary = {} }"), "rsync.binary"),
+        (
+            rsync("rsync = { binary = '/usr/bin/rsync\\0x' }"),
+            "rsync.binary",
+        ),
+        (
+            rsync("rsync = { _extra = { '-v', 'a\\0b' } }"),
+            "rsync._extra[2]",
+        ),
+        (rsync("rsync = { _extra = '--foo' }"), "rsync._extra"),
+        (rsync("rsync = { archive = 'yes' }"), "rsync.archive"),
+        (rsync("rsync = { compress = 1 }"), "rsync.compress"),
+        (rsync("rsync = { bwlimit = -1 }"), "rsync.bwlimit"),
+        (rsync("rsync = { timeout = 'never' }"), "rsync.timeout"),
+        (rsync("rsync = { rsh = {} }"), "rsync.rsh"),
+        (rsync("rsync = { chmod = true }"), "rsync.chmod"),
+        (
+            rsync("rsync = { password_file = 'x\\0' }"),
+            "rsync.password_file",
+        ),
+        (rsync("rsync = { temp_dir = 3 }"), "rsync.temp_dir"),
+        (ssh("host = {}"), "host"),
+        (ssh("targetdir = true"), "targetdir"),
+        (ssh("ssh = { port = 'x' }"), "ssh.port"),
+        (ssh("ssh = { port = 70000 }"), "ssh.port"),
+        (ssh("ssh = { binary = 5 }"), "ssh.binary"),
+        (ssh("ssh = { identityFile = {} }"), "ssh.identityFile"),
+        (ssh("ssh = { options = 'x' }"), "ssh.options"),
+        (ssh("ssh = { options = { User = {} } }"), "ssh.options.User"),
+        (ssh("ssh = { _extra = { true } }"), "ssh._extra[1]"),
+        (ssh("sshExitCodes = 5"), "sshExitCodes"),
+        (ssh("rsyncExitCodes = 'x'"), "rsyncExitCodes"),
+        (ssh("onMove = 5"), "onMove"),
+        (tunnel("mode = 'magic'"), "mode"),
+        (tunnel("parallel = 0"), "parallel"),
+        (tunnel("retryDelay = -1"), "retryDelay"),
+        (tunnel("readyDelay = 'x'"), "readyDelay"),
+        (tunnel("localhost = {}"), "localhost"),
+        (tunnel("checkMaxFailed = 0"), "checkMaxFailed"),
+        (tunnel("distribution = 'random'"), "distribution"),
+        (
+            "tunnel{ command = { 'ssh', 'a\\0b' } }".to_string(),
+            "command[2]",
+        ),
+        ("tunnel{ command = 5 }".to_string(), "command"),
+        (
+            "sync{ default.direct, source = 'src', target = 'dst', onMove = 5 }".to_string(),
+            "onMove",
+        ),
+        (
+            "sync{ source = 'src', onCreate = 5 }".to_string(),
+            "onCreate",
+        ),
+    ]
+}
+
+#[test]
+fn every_documented_key_rejects_wrong_types_and_ranges_naming_key_file_and_line() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    let mut failures = Vec::new();
+    for (i, (stmt, key)) in cases().iter().enumerate() {
+        let name = format!("c{i}.lua");
+        let cfg = dir.config(&name, &format!("-- case {i}\n{stmt}\n"));
+        let cfg_str = cfg.to_str().expect("utf8");
+        for mode in [&["-t"][..], &["-nodaemon"][..]] {
+            let mut args: Vec<&str> = mode.to_vec();
+            args.push(cfg_str);
+            let r = run(&dir, &args);
+            let named = format!("\"{key}\" must be ");
+            let line = format!("{cfg_str}:2: ");
+            if r.code != 255 || !r.stderr.contains(&named) || !r.stderr.contains(&line) {
+                failures.push(format!(
+                    "{stmt} ({mode:?}): want {named:?} at {line:?}\n{r:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn valid_values_of_the_same_keys_still_load() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    let cfg = dir.config(
+        "ok.lua",
+        "settings{ logfile = '/dev/null', nodaemon = true, statusInterval = 0, \
+         inotifyMode = 'CloseWrite or Modify', maxProcesses = 1, maxDelays = 10, \
+         maxBackoff = 60, insist = true }\n\
+         sync{ default.rsync, source = 'src', target = 'dst', delay = 0.5, delete = 'running', \
+         exclude = { '*.tmp' }, init = false, exitcodes = { [0] = 'ok', [23] = 'again' }, \
+         rsync = { binary = 'rsync', archive = true, bwlimit = 100, timeout = 30, \
+         _extra = { '--inplace', 5 }, chmod = 'u+rw' } }\n\
+         sync{ default.rsyncssh, source = 'src', host = 'h', targetdir = 't', \
+         ssh = { port = 22, options = { User = 'u', ConnectTimeout = 5 }, _extra = { '-4' } } }\n\
+         local t = tunnel{ command = 'ssh -N h', parallel = 2, retryDelay = 1, mode = 'command' }\n",
+    );
+    let r = run(&dir, &["-t", cfg.to_str().expect("utf8")]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
