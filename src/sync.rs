@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
@@ -181,16 +182,29 @@ impl Core {
         })
     }
 
-    /// Hands one file-system event to every sync it concerns (SPEC §3.5).
+    /// Hands one file-system event to every sync it concerns (SPEC §3.5). Syncs on the same
+    /// source share one copy of the relative paths (their delays keep it).
     pub(crate) fn dispatch(&mut self, ev: &FsEvent, now: Instant) {
+        type Rel = Option<Rc<[u8]>>;
+        let mut built: Vec<(usize, Rel, Rel)> = Vec::new();
         for sid in 0..self.syncs.len() {
             let s = &self.syncs[sid];
-            let rel = Self::relative(s, &ev.path).map(|r| r.to_vec());
-            let rel2 = ev
-                .path2
-                .as_deref()
-                .and_then(|p| Self::relative(s, p))
-                .map(|r| r.to_vec());
+            let same = built
+                .iter()
+                .find(|(j, ..)| self.syncs[*j].source == s.source);
+            let (rel, rel2) = match same {
+                Some((_, r, r2)) => (r.clone(), r2.clone()),
+                None => {
+                    let rel: Rel = Self::relative(s, &ev.path).map(Rc::from);
+                    let rel2: Rel = ev
+                        .path2
+                        .as_deref()
+                        .and_then(|p| Self::relative(s, p))
+                        .map(Rc::from);
+                    built.push((sid, rel.clone(), rel2.clone()));
+                    (rel, rel2)
+                }
+            };
             let kind = match ev.kind {
                 FsKind::Attrib => DelayKind::Attrib,
                 FsKind::Modify => DelayKind::Modify,
@@ -226,11 +240,11 @@ impl Core {
         &mut self,
         sid: usize,
         kind: DelayKind,
-        path: Vec<u8>,
-        path2: Option<Vec<u8>>,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
         now: Instant,
     ) {
-        let mut dirs: Vec<Vec<u8>> = Vec::new();
+        let mut dirs: Vec<Rc<[u8]>> = Vec::new();
         self.delay_one(sid, kind, path, path2, now, &mut dirs);
         // Directory recursion with an explicit stack: deep trees do not grow the call stack.
         while let Some(dir) = dirs.pop() {
@@ -243,7 +257,7 @@ impl Core {
             };
             for entry in entries.flatten() {
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                let mut p = dir.clone();
+                let mut p = dir.to_vec();
                 p.extend_from_slice(entry.file_name().as_bytes());
                 if is_dir {
                     p.push(b'/');
@@ -251,7 +265,7 @@ impl Core {
                 log::with(b"Delay", || {
                     [b"Create creates Create on ".as_slice(), &p].concat()
                 });
-                self.delay_one(sid, DelayKind::Create, p, None, now, &mut dirs);
+                self.delay_one(sid, DelayKind::Create, p.into(), None, now, &mut dirs);
             }
         }
     }
@@ -260,10 +274,10 @@ impl Core {
         &mut self,
         sid: usize,
         kind: DelayKind,
-        path: Vec<u8>,
-        path2: Option<Vec<u8>>,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
         now: Instant,
-        dirs: &mut Vec<Vec<u8>>,
+        dirs: &mut Vec<Rc<[u8]>>,
     ) {
         let s = &mut self.syncs[sid];
         if kind == DelayKind::Move {
@@ -273,7 +287,7 @@ impl Core {
             if ex1 && ex2 {
                 s.health.event_excluded();
                 log::with(b"Filter", || {
-                    [b"filtered out move ".as_slice(), &path].concat()
+                    [b"filtered out move ".as_slice(), &path[..]].concat()
                 });
                 return;
             }
@@ -292,7 +306,7 @@ impl Core {
             let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
             let p1 = path.clone();
             let p2 = path2.clone();
-            match s.delays.push(kind, path.into(), Some(path2.into()), alarm) {
+            match s.delays.push(kind, path, Some(path2), alarm) {
                 Pushed::Split => {
                     log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
                     self.delay_one(sid, DelayKind::Delete, p1, None, now, dirs);
@@ -307,7 +321,9 @@ impl Core {
         }
         if s.excludes.is_excluded(&path) {
             s.health.event_excluded();
-            log::with(b"Filter", || [b"filtered out ".as_slice(), &path].concat());
+            log::with(b"Filter", || {
+                [b"filtered out ".as_slice(), &path[..]].concat()
+            });
             return;
         }
         let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
@@ -317,7 +333,7 @@ impl Core {
         } else {
             None
         };
-        let outcome = s.delays.push(kind, path.clone().into(), None, alarm);
+        let outcome = s.delays.push(kind, path.clone(), None, alarm);
         log_pushed(&s.delays, kind, &path, None, &outcome);
         Self::note_replaced(&mut self.removed, sid, &outcome);
         if let Some(dir) = recurse {
@@ -810,6 +826,48 @@ pub(crate) fn describe_delay(d: &Delay) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(source: &str) -> SyncJob {
+        SyncJob {
+            name: source.into(),
+            source: source.into(),
+            delay: Some(1.0),
+            max_delays: 1000,
+            max_processes: 1,
+            on_move: false,
+            subdirs: true,
+            has_init: false,
+            excludes: Default::default(),
+            delays: DelayList::new(),
+            processes: Default::default(),
+            init_done: false,
+            disabled: false,
+            held: false,
+            crontab: Vec::new(),
+            cron_next: None,
+            health: Default::default(),
+        }
+    }
+
+    #[test]
+    fn syncs_on_one_source_share_the_paths_of_an_event() {
+        let now = Instant::now();
+        let mut core = Core::new(now);
+        core.syncs = vec![job("/src/"), job("/other/"), job("/src/")];
+        let ev = FsEvent {
+            kind: FsKind::Create,
+            path: b"/src/d/f".to_vec(),
+            path2: None,
+        };
+        core.dispatch(&ev, now);
+        let path = |sid: usize| {
+            let (_, d) = core.syncs[sid].delays.iter().next().expect("a delay");
+            d.path.clone()
+        };
+        assert_eq!(&path(0)[..], b"/d/f");
+        assert!(Rc::ptr_eq(&path(0), &path(2)), "one copy for both syncs");
+        assert_eq!(core.syncs[1].delays.len(), 0);
+    }
 
     fn list_of(events: &[(DelayKind, &str, Option<&str>)]) -> Vec<String> {
         let mut delays = DelayList::new();
