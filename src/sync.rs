@@ -846,6 +846,7 @@ mod tests {
             crontab: Vec::new(),
             cron_next: None,
             health: Default::default(),
+            backoff: Default::default(),
         }
     }
 
