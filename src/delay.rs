@@ -2,7 +2,8 @@
 //! with the pending ones (SPEC §4.2 steps 4-5, §4.3), blocking and unblocking (§4.5) and the
 //! queries the scheduler and the inlet need (§4.6 `getNextDelay`, `getDelays`, the Sync alarm).
 //!
-//! Owns: [`DelayKind`], [`Status`], [`Delay`], [`combine`] and [`DelayList`] with its indexes.
+//! Owns: [`DelayKind`], [`Status`], [`Delay`], the combine rules and [`DelayList`] with its
+//! indexes.
 //! Must not touch: I/O, clocks (every `now` is a parameter), Lua, logging, exclusion filters,
 //! move splitting when a config has no `onMove`, alarm computation and directory recursion
 //! (§3.6). Those belong to `sync.rs`, which drives this module and logs what [`Pushed`] reports.
@@ -21,8 +22,13 @@
 //!   that have that path, split by role (plain `Delete`, other plain, Move origin, Move
 //!   destination), plus the newest position found anywhere *below* it, maintained through a
 //!   multiset of its children's newest positions. A push therefore looks at O(depth) nodes;
-//! * an ordered set of the alarms of `wait` delays and a counter of `wait` delays due at once,
-//!   so the Sync alarm costs O(log n).
+//! * an alarm index: the `wait` delays by position and the timed non-`wait` delays by alarm,
+//!   so the Sync alarm ([`DelayList::alarm`]) costs O(log n) (plus the held delays behind the
+//!   first `wait` one whose alarms are later still, normally none).
+//!
+//! The queries are this module's, used by the scheduler (`sync.rs`) and by Lua (`lua_rt.rs`)
+//! alike: [`DelayList::next_wait_after`] (getNextDelay), [`DelayList::alarm`],
+//! [`DelayList::select`] and [`select_walk`] over a [`DelayList::snapshot`] (getDelays).
 //!
 //! Within one (node, role) class `combine` answers alike for every member (all nil or all
 //! non-nil for a given new delay), so the newest member of each class stands for the class and
@@ -71,7 +77,6 @@ impl DelayKind {
     }
 
     /// Parses an upstream `etype` string (exact, case-sensitive as upstream).
-    #[allow(dead_code)] // API not called by the daemon yet
     pub(crate) fn from_lua_str(s: &[u8]) -> Option<Self> {
         Some(match s {
             b"Attrib" => DelayKind::Attrib,
@@ -155,15 +160,9 @@ pub(crate) struct Delay {
 }
 
 impl Delay {
-    #[allow(dead_code)] // API not called by the daemon yet
+    #[cfg(test)] // the tests' view of the list
     pub(crate) fn id(&self) -> DelayId {
         self.id
-    }
-
-    /// Upstream's directory test: the path ends with `/`.
-    #[allow(dead_code)] // API not called by the daemon yet
-    pub(crate) fn is_dir(&self) -> bool {
-        is_dir(&self.path)
     }
 
     /// Whether the alarm has passed (or is `true`).
@@ -189,10 +188,6 @@ pub(crate) enum Combine {
     ToDeleteStack,
     /// The new Move must be split into `Delete(path)` and `Create(path2)`.
     Split,
-    /// The new delay is dropped. Upstream's effective rules never answer it (§4.4); kept so
-    /// the vocabulary matches upstream's combiner.
-    #[allow(dead_code)]
-    Absorb,
 }
 
 /// What [`DelayList::push`] did with a new delay.
@@ -214,13 +209,10 @@ pub(crate) enum Pushed {
     },
     /// Nothing queued: the caller re-pushes `Delete(path)` then `Create(path2)`.
     Split,
-    /// Nothing queued: the new delay was absorbed (unreachable with upstream's rules).
-    Absorbed,
 }
 
 /// Verdict of a [`DelayList::select`] test (upstream `getEvents` test results).
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
-#[allow(dead_code)] // API not called by the daemon yet
 pub(crate) enum Select {
     /// Truthy: take the delay.
     Include,
@@ -228,6 +220,30 @@ pub(crate) enum Select {
     Exclude,
     /// `'break'`: stop the walk here.
     Break,
+}
+
+/// The `getDelays` walk (SPEC §4.6) over a [`DelayList::snapshot`]: `test` sees every delay
+/// until it answers `Break`; an `active` delay, or one the test excludes, is left out with
+/// every delay it blocks, transitively (a blocker always comes before what it blocks).
+pub(crate) fn select_walk<E>(
+    snapshot: Vec<(DelayId, Status, Option<DelayId>)>,
+    mut test: impl FnMut(DelayId) -> Result<Select, E>,
+) -> Result<Vec<DelayId>, E> {
+    let mut excluded: HashSet<DelayId> = HashSet::new();
+    let mut taken = Vec::with_capacity(snapshot.len());
+    for (id, status, blocker) in snapshot {
+        let verdict = test(id)?;
+        if verdict == Select::Break {
+            break;
+        }
+        let through = blocker.is_some_and(|b| excluded.contains(&b));
+        if through || status == Status::Active || verdict == Select::Exclude {
+            excluded.insert(id);
+        } else {
+            taken.push(id);
+        }
+    }
+    Ok(taken)
 }
 
 fn is_dir(path: &[u8]) -> bool {
@@ -239,11 +255,11 @@ fn under(p: &[u8], d: &[u8]) -> bool {
     is_dir(d) && p.starts_with(d)
 }
 
+#[cfg(test)] // the tests' view of the list
 /// `combine(old, new)` exactly as upstream implements it (SPEC §4.3), quirks included: only
 /// `Delete` → `Create` of the same file merges; two Moves onto the same *file* destination are
 /// independent (upstream compares `new.path2` with `new.path`); `Full` never combines;
 /// `Init`/`Blanket` stack everything. `new_path2` is only looked at for a new Move.
-#[allow(dead_code)] // API not called by the daemon yet (push uses the same rules)
 pub(crate) fn combine(
     old: &Delay,
     new_kind: DelayKind,
@@ -540,34 +556,45 @@ impl PathTree {
     }
 }
 
-/// Alarms of `wait` delays (SPEC §4.6 "Sync alarm", 2.3 semantics).
+/// The alarms the scheduler asks about (SPEC §4.6 "Sync alarm"): `wait` delays by queue
+/// position, and the timed delays that are not `wait` (active, blocked) by alarm, since the
+/// scheduler's scan also stops at those.
 #[derive(Default, Debug)]
-struct WaitIndex {
-    timed: BTreeSet<(Instant, Pos)>,
-    immediate: usize,
+struct AlarmIndex {
+    wait: BTreeMap<Pos, Option<Instant>>,
+    held: BTreeSet<(Instant, Pos)>,
 }
 
-impl WaitIndex {
-    fn add(&mut self, pos: Pos, alarm: Option<Instant>) {
-        match alarm {
-            Some(t) => {
-                self.timed.insert((t, pos));
-            }
-            None => self.immediate += 1,
+impl AlarmIndex {
+    fn add(&mut self, pos: Pos, status: Status, alarm: Option<Instant>) {
+        if status == Status::Wait {
+            self.wait.insert(pos, alarm);
+        } else if let Some(t) = alarm {
+            self.held.insert((t, pos));
         }
     }
 
-    fn remove(&mut self, pos: Pos, alarm: Option<Instant>) {
-        match alarm {
-            Some(t) => {
-                self.timed.remove(&(t, pos));
-            }
-            None => self.immediate -= 1,
+    fn remove(&mut self, pos: Pos, status: Status, alarm: Option<Instant>) {
+        if status == Status::Wait {
+            self.wait.remove(&pos);
+        } else if let Some(t) = alarm {
+            self.held.remove(&(t, pos));
         }
     }
 
     fn len(&self) -> usize {
-        self.timed.len() + self.immediate
+        self.wait.len()
+    }
+
+    /// The latest alarm after `floor` of a delay that is not `wait` and sits before `before`.
+    /// Costs O(log n) plus the held delays behind `before` with alarms later than that.
+    fn held_in_front(&self, before: Pos, floor: Instant) -> Option<Instant> {
+        self.held
+            .iter()
+            .rev()
+            .take_while(|(t, _)| *t > floor)
+            .find(|(_, p)| *p < before)
+            .map(|(t, _)| *t)
     }
 }
 
@@ -586,6 +613,7 @@ impl Queue {
         self.order.len()
     }
 
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
@@ -649,12 +677,14 @@ impl Queue {
         self.order.last_key_value().map(|(p, &i)| (p, self.slot(i)))
     }
 
+    #[cfg(test)]
     fn after(&self, pos: Pos) -> impl Iterator<Item = (&Pos, &Delay)> {
         self.order
             .range((Excluded(pos), Unbounded))
             .map(|(p, &i)| (p, self.slot(i)))
     }
 
+    #[cfg(test)]
     fn iter(&self) -> impl DoubleEndedIterator<Item = (&Pos, &Delay)> + ExactSizeIterator {
         self.order.iter().map(|(p, &i)| (p, self.slot(i)))
     }
@@ -681,7 +711,7 @@ pub(crate) struct DelayList {
     tree: PathTree,
     /// Positions of `Init` and `Blanket` delays: `combine(Init|Blanket, x)` is always `stack`.
     synthetic: BTreeSet<Pos>,
-    wait: WaitIndex,
+    alarms: AlarmIndex,
     /// Blocker position → positions of the delays it blocks (upstream's `blocks` lists, kept
     /// apart because few delays block anything). May hold stale entries, see the module doc.
     blocks: HashMap<Pos, Vec<Pos>>,
@@ -695,7 +725,7 @@ impl Default for DelayList {
             next_pos: Pos::MIN,
             tree: PathTree::default(),
             synthetic: BTreeSet::new(),
-            wait: WaitIndex::default(),
+            alarms: AlarmIndex::default(),
             blocks: HashMap::new(),
         }
     }
@@ -710,7 +740,7 @@ impl DelayList {
         self.queue.len()
     }
 
-    #[allow(dead_code)] // API not called by the daemon yet
+    #[cfg(test)] // the tests' view of the list
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
@@ -719,19 +749,20 @@ impl DelayList {
         self.by_id.get(&id).and_then(|pos| self.queue.get(pos))
     }
 
-    #[allow(dead_code)] // API not called by the daemon yet
+    #[cfg(test)] // the tests' view of the list
     pub(crate) fn contains(&self, id: DelayId) -> bool {
         self.by_id.contains_key(&id)
     }
 
+    #[cfg(test)] // the tests' view of the list
     /// The delay that blocks `id`, if any.
     pub(crate) fn blocked_by(&self, id: DelayId) -> Option<DelayId> {
         let pos = self.get(id)?.blocked_by?;
         self.queue.get(&pos).map(|d| d.id)
     }
 
+    #[cfg(test)] // the tests' view of the list
     /// Queue position of `id` (a cursor for [`DelayList::next_after`]).
-    #[allow(dead_code)] // API not called by the daemon yet
     pub(crate) fn pos_of(&self, id: DelayId) -> Option<QueuePos> {
         self.by_id.get(&id).map(|&p| QueuePos(p))
     }
@@ -748,9 +779,10 @@ impl DelayList {
         }
     }
 
+    #[cfg(test)] // the tests' view of the list
     /// Number of delays with status `wait`.
     pub(crate) fn wait_count(&self) -> usize {
-        self.wait.len()
+        self.alarms.len()
     }
 
     /// Queues a filesystem event (SPEC §4.2 steps 4-5). The caller has already filtered it,
@@ -783,7 +815,6 @@ impl DelayList {
         let (old_id, old_active) = (old.id, old.status == Status::Active);
         match how {
             Combine::Split => Pushed::Split,
-            Combine::Absorb => Pushed::Absorbed,
             Combine::Replace if !old_active => {
                 let old = self
                     .take(opos)
@@ -843,8 +874,9 @@ impl DelayList {
                 if blocked.blocked_by == Some(pos) {
                     blocked.blocked_by = None;
                     if blocked.status == Status::Block {
+                        self.alarms.remove(b, Status::Block, blocked.alarm);
                         blocked.status = Status::Wait;
-                        self.wait.add(b, blocked.alarm);
+                        self.alarms.add(b, Status::Wait, blocked.alarm);
                     }
                 }
             }
@@ -871,6 +903,7 @@ impl DelayList {
         })
     }
 
+    #[cfg(test)] // the tests' view of the list
     /// First delay in queue order.
     pub(crate) fn first(&self) -> Option<(QueuePos, DelayId)> {
         self.queue
@@ -878,6 +911,7 @@ impl DelayList {
             .map(|(&p, d)| (QueuePos(p), d.id))
     }
 
+    #[cfg(test)] // the tests' view of the list
     /// The delay after `pos` in queue order; `pos` may have been removed meanwhile.
     pub(crate) fn next_after(&self, pos: QueuePos) -> Option<(QueuePos, DelayId)> {
         self.queue
@@ -893,66 +927,94 @@ impl DelayList {
         self.queue.values().map(|d| (d.id, d))
     }
 
-    /// Upstream `getNextDelay(now)` (§4.6): the first `wait` delay in queue order; the scan
-    /// gives up at the first delay (any status) whose alarm is in the future, unless the queue
-    /// holds `max_delays` or more. Costs the number of delays in front of the answer.
-    pub(crate) fn next_wait(&self, now: Instant, max_delays: usize) -> Option<DelayId> {
-        if self.wait.len() == 0 {
+    /// Upstream `getNextDelay(now)` (§4.6) from `after` on (from the start for `None`): the
+    /// first `wait` delay in queue order; the scan gives up at the first delay (any status)
+    /// whose alarm is in the future, unless the queue holds `max_delays` or more. Costs the
+    /// number of delays between `after` and the answer.
+    pub(crate) fn next_wait_after(
+        &self,
+        after: Option<QueuePos>,
+        now: Instant,
+        max_delays: usize,
+    ) -> Option<(QueuePos, DelayId)> {
+        if self.alarms.len() == 0 {
             return None;
         }
         let ignore_alarms = self.len() >= max_delays;
-        for d in self.queue.values() {
+        let from = after.map_or(Unbounded, |p| Excluded(p.0));
+        let rest = self.queue.order.range((from, Unbounded));
+        for (&pos, d) in rest.map(|(p, &i)| (p, self.queue.slot(i))) {
             if !ignore_alarms && !d.is_due(now) {
                 return None;
             }
             if d.status == Status::Wait {
-                return Some(d.id);
+                return Some((QueuePos(pos), d.id));
             }
         }
         None
+    }
+
+    /// [`DelayList::next_wait_after`] from the start: the delay `inlet` hands out next.
+    pub(crate) fn next_wait(&self, now: Instant, max_delays: usize) -> Option<DelayId> {
+        self.next_wait_after(None, now, max_delays)
+            .map(|(_, id)| id)
+    }
+
+    /// Whether the first delay in queue order is due: the queue holds `max_delays` or more, or
+    /// its alarm is `true` or has passed. False for an empty queue (tests only).
+    #[cfg(test)]
+    fn due(&self, now: Instant, max_delays: usize) -> bool {
+        self.queue
+            .first_key_value()
+            .is_some_and(|(_, d)| self.len() >= max_delays || d.is_due(now))
+    }
+
+    /// The earliest alarm of a `wait` delay: `Some(None)` for one due at once (tests only).
+    #[cfg(test)]
+    fn earliest_wait_alarm(&self) -> Option<Option<Instant>> {
+        if self.alarms.wait.values().any(Option::is_none) {
+            return Some(None);
+        }
+        self.alarms.wait.values().flatten().min().map(|t| Some(*t))
+    }
+
+    /// The Sync alarm part that comes from delays (§4.6): when [`DelayList::next_wait`] from
+    /// the start will answer. `None` if no delay is `wait`; `now` if one is due at once or the
+    /// queue holds `max_delays` or more; else the later of the first `wait` delay's alarm and
+    /// the alarms of the delays in front of it. O(log n) from the alarm index.
+    pub(crate) fn alarm(&self, now: Instant, max_delays: usize) -> Option<Instant> {
+        let (&first, &alarm) = self.alarms.wait.first_key_value()?;
+        if self.len() >= max_delays {
+            return Some(now);
+        }
+        let own = alarm.map_or(now, |t| t.max(now));
+        Some(self.alarms.held_in_front(first, own).unwrap_or(own))
     }
 
     /// Upstream `getDelays(test)` (§4.6): walks the whole queue in order and calls `test` for
     /// every delay (as upstream does, so `Break` is honoured wherever it comes). A delay that is
     /// `active`, or that `test` excludes, is left out together with everything it blocks,
     /// transitively; all others (`wait` or `block`) are taken, alarms ignored.
-    #[allow(dead_code)] // API not called by the daemon yet
     pub(crate) fn select(&self, mut test: impl FnMut(DelayId, &Delay) -> Select) -> Vec<DelayId> {
-        let mut excluded: HashSet<Pos> = HashSet::new();
-        let mut taken = Vec::new();
-        for (&pos, d) in self.queue.iter() {
-            let verdict = test(d.id, d);
-            if verdict == Select::Break {
-                break;
-            }
-            // A blocker always sits before what it blocks, so one pass sees it first.
-            let through = d.blocked_by.is_some_and(|b| excluded.contains(&b));
-            if through || d.status == Status::Active || verdict == Select::Exclude {
-                excluded.insert(pos);
-            } else {
-                taken.push(d.id);
-            }
+        let walked = select_walk(self.snapshot(), |id| {
+            Ok::<_, std::convert::Infallible>(self.get(id).map_or(Select::Exclude, |d| test(id, d)))
+        });
+        match walked {
+            Ok(taken) => taken,
+            Err(never) => match never {},
         }
-        taken
     }
 
-    /// Whether the first delay in queue order is due: the queue holds `max_delays` or more, or
-    /// its alarm is `true` or has passed. False for an empty queue.
-    #[allow(dead_code)] // API not called by the daemon yet
-    pub(crate) fn due(&self, now: Instant, max_delays: usize) -> bool {
+    /// What a `getDelays` walk needs of each delay, in queue order: (id, status, blocker). A
+    /// copy, so that the test may run Lua, which may call back into the list.
+    pub(crate) fn snapshot(&self) -> Vec<(DelayId, Status, Option<DelayId>)> {
         self.queue
-            .first_key_value()
-            .is_some_and(|(_, d)| self.len() >= max_delays || d.is_due(now))
-    }
-
-    /// The Sync alarm part that comes from delays (§4.6, 2.3 semantics): `None` if no delay is
-    /// `wait`; `Some(None)` if a `wait` delay is due at once; else the earliest `wait` alarm.
-    #[allow(dead_code)] // API not called by the daemon yet
-    pub(crate) fn earliest_wait_alarm(&self) -> Option<Option<Instant>> {
-        if self.wait.immediate > 0 {
-            return Some(None);
-        }
-        self.wait.timed.first().map(|&(t, _)| Some(t))
+            .values()
+            .map(|d| {
+                let blocker = d.blocked_by.and_then(|b| self.queue.get(&b)).map(|b| b.id);
+                (d.id, d.status, blocker)
+            })
+            .collect()
     }
 
     /// Upstream's combine scan, answered from the indexes: the newest candidate whose
@@ -1058,9 +1120,7 @@ impl DelayList {
         };
         let id = delay.id;
         self.index(&delay, pos, true);
-        if status == Status::Wait {
-            self.wait.add(pos, alarm);
-        }
+        self.alarms.add(pos, status, alarm);
         self.by_id.insert(id, pos);
         let previous = self.queue.insert(pos, delay);
         debug_assert!(previous.is_none(), "invariant: queue slot is free");
@@ -1073,9 +1133,7 @@ impl DelayList {
         let delay = self.queue.remove(&pos)?;
         self.by_id.remove(&delay.id);
         self.index(&delay, pos, false);
-        if delay.status == Status::Wait {
-            self.wait.remove(pos, delay.alarm);
-        }
+        self.alarms.remove(pos, delay.status, delay.alarm);
         Some(delay)
     }
 
@@ -1115,14 +1173,10 @@ impl DelayList {
             return false;
         };
         let (status, alarm) = change(d);
-        if d.status == Status::Wait {
-            self.wait.remove(pos, d.alarm);
-        }
+        self.alarms.remove(pos, d.status, d.alarm);
         d.status = status;
         d.alarm = alarm;
-        if status == Status::Wait {
-            self.wait.add(pos, alarm);
-        }
+        self.alarms.add(pos, status, alarm);
         true
     }
 
@@ -1137,9 +1191,7 @@ impl DelayList {
             .collect();
         for (&pos, d) in self.queue.iter() {
             fresh.index(d, pos, true);
-            if d.status == Status::Wait {
-                fresh.wait.add(pos, d.alarm);
-            }
+            fresh.alarms.add(pos, d.status, d.alarm);
             assert_eq!(self.by_id.get(&d.id), Some(&pos), "id index");
             if let Some(b) = d.blocked_by {
                 assert!(self.queue.contains_key(&b), "blocker queued");
@@ -1159,8 +1211,8 @@ impl DelayList {
         assert_eq!(self.by_id.len(), self.queue.len());
         assert_eq!(self.tree.nodes, fresh.tree.nodes, "path tree");
         assert_eq!(self.synthetic, fresh.synthetic);
-        assert_eq!(self.wait.timed, fresh.wait.timed);
-        assert_eq!(self.wait.immediate, fresh.wait.immediate);
+        assert_eq!(self.alarms.wait, fresh.alarms.wait);
+        assert_eq!(self.alarms.held, fresh.alarms.held);
     }
 }
 #[cfg(test)]
@@ -2014,7 +2066,6 @@ mod tests {
                         }
                     }
                     Combine::Split => Pushed::Split,
-                    Combine::Absorb => Pushed::Absorbed,
                 };
             }
             Pushed::Appended(self.append(kind, path, path2, alarm, None))
@@ -2122,7 +2173,6 @@ mod tests {
                 Pushed::Replaced { .. } => 2,
                 Pushed::ToDeleteStacked { .. } => 3,
                 Pushed::Split => 4,
-                Pushed::Absorbed => 5,
             }] += 1;
             match (real, reference) {
                 (Pushed::Appended(a), Pushed::Appended(b)) => {
@@ -2149,7 +2199,7 @@ mod tests {
                     self.0.insert(a, b);
                     self.0.insert(d1, d2);
                 }
-                (Pushed::Split, Pushed::Split) | (Pushed::Absorbed, Pushed::Absorbed) => {}
+                (Pushed::Split, Pushed::Split) => {}
                 (a, b) => panic!("outcomes differ: indexed {a:?}, naive {b:?}"),
             }
         }
@@ -2279,6 +2329,17 @@ mod tests {
                 let got = list.next_wait(now, max);
                 let want = reference.next_wait(now, max);
                 assert_eq!(got.map(|g| ids.0[&g]), want, "next_wait");
+                // The Sync alarm from the index is the earliest instant at which the scan
+                // answers: `now` or one of the queued alarms.
+                let candidates = std::iter::once(now).chain(
+                    list.iter()
+                        .filter_map(|(_, d)| d.alarm)
+                        .filter(|t| *t > now),
+                );
+                let answers_at = candidates
+                    .filter(|&t| list.next_wait(t, max).is_some())
+                    .min();
+                assert_eq!(list.alarm(now, max), answers_at, "alarm");
                 assert_eq!(
                     list.due(now, max),
                     reference.v.first().is_some_and(

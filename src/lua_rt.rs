@@ -11,7 +11,6 @@
 //! Must not touch: the poll loop; fork/exec (spawns go through `Core::spawn`).
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::rc::Rc;
@@ -21,7 +20,7 @@ use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataM
 
 use crate::cli;
 use crate::config;
-use crate::delay::{DelayId, DelayKind, Status};
+use crate::delay::{select_walk, DelayId, DelayKind, Select};
 use crate::exit::ExitCode;
 use crate::log;
 use crate::sync::{Core, SyncJob};
@@ -922,35 +921,22 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
         api.set(
             "getEvents",
             lua.create_function(move |lua, (sid, test): (i64, Option<Function>)| {
+                // A snapshot: the test runs Lua, which may call back into the core.
                 let snap = {
                     let c = core.borrow();
-                    let sid = sid_check(&c, sid)?;
-                    c.snapshot(sid)
+                    c.syncs[sid_check(&c, sid)?].delays.snapshot()
                 };
-                let mut excluded: HashSet<DelayId> = HashSet::new();
-                let mut out: Vec<i64> = Vec::with_capacity(snap.len());
-                for (id, status, blocker) in snap {
-                    // The test sees every delay (so a 'break' anywhere stops the walk); an
-                    // active delay, or one the test rejects, is left out together with every
-                    // delay it blocks, transitively (SPEC §4.6).
-                    let mut rejected = false;
-                    if let Some(t) = &test {
-                        let r: Value = t.call(id.0 as i64)?;
-                        match &r {
-                            Value::String(s) if s.as_bytes().as_ref() == b"break" => break,
-                            v => rejected = !truthy(v),
-                        }
-                    }
-                    if rejected
-                        || status == Status::Active
-                        || blocker.is_some_and(|b| excluded.contains(&b))
-                    {
-                        excluded.insert(id);
-                        continue;
-                    }
-                    out.push(id.0 as i64);
-                }
-                lua.create_sequence_from(out)
+                let out = select_walk(snap, |id| {
+                    let Some(t) = &test else {
+                        return Ok::<_, mlua::Error>(Select::Include);
+                    };
+                    Ok(match t.call::<Value>(id.0 as i64)? {
+                        Value::String(s) if s.as_bytes().as_ref() == b"break" => Select::Break,
+                        v if truthy(&v) => Select::Include,
+                        _ => Select::Exclude,
+                    })
+                })?;
+                lua.create_sequence_from(out.into_iter().map(|id| id.0 as i64))
             })?,
         )?;
     }
@@ -968,21 +954,14 @@ fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
                     }
                 }
                 let c = core.borrow();
-                let s = &c.syncs[sid_check(&c, sid)?];
-                let mut excluded: HashSet<DelayId> = HashSet::new();
-                let mut out: Vec<i64> = Vec::new();
-                for (id, d) in s.delays.iter() {
-                    let blocked_out = s
-                        .delays
-                        .blocked_by(id)
-                        .is_some_and(|b| excluded.contains(&b));
-                    if d.status == Status::Active || skipped.contains(&d.kind) || blocked_out {
-                        excluded.insert(id);
-                        continue;
+                let out = c.syncs[sid_check(&c, sid)?].delays.select(|_, d| {
+                    if skipped.contains(&d.kind) {
+                        Select::Exclude
+                    } else {
+                        Select::Include
                     }
-                    out.push(id.0 as i64);
-                }
-                lua.create_sequence_from(out)
+                });
+                lua.create_sequence_from(out.into_iter().map(|id| id.0 as i64))
             })?,
         )?;
     }

@@ -361,38 +361,23 @@ impl Core {
     }
 
     /// When the main loop must wake up for this sync: `None` never, else the instant
-    /// (SPEC §4.6 "Sync alarm"). Matches the scan of [`Core::next_due`] so that a due alarm
-    /// always leads to an action (no spinning behind a delay whose alarm is still ahead).
+    /// (SPEC §4.6 "Sync alarm"): the crontab's next rule, or when [`Core::next_due`] will answer,
+    /// from the delay list's alarm index.
     pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
         let s = &self.syncs[sid];
         if s.disabled || s.held || s.processes.len() >= s.max_processes {
             return None;
         }
-        if s.delays.wait_count() == 0 {
-            return s.cron_next;
+        let cron = s.cron_next.map(|t| t.max(now));
+        // A sync backing off after a failure wakes up when its backoff ends.
+        let delays = s
+            .delays
+            .alarm(now, s.max_delays)
+            .map(|t| s.backoff.holds_until(now).unwrap_or(t));
+        match (delays, cron) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
         }
-        if let Some(t) = s.backoff.holds_until(now) {
-            return Some(t);
-        }
-        if let Some(t) = s.cron_next {
-            if t <= now {
-                return Some(now);
-            }
-        }
-        if s.delays.len() >= s.max_delays {
-            return Some(now);
-        }
-        for (_, d) in s.delays.iter() {
-            match d.alarm {
-                Some(t) if t > now => return Some(t),
-                _ => {
-                    if d.status == Status::Wait {
-                        return Some(now);
-                    }
-                }
-            }
-        }
-        None
     }
 
     /// SPEC §4.6 step 3: a due crontab rule queues a `Full` event for the root (only while the
@@ -424,43 +409,16 @@ impl Core {
         now: Instant,
     ) -> Option<(crate::delay::QueuePos, DelayId, DelayKind)> {
         let s = &self.syncs[sid];
-        let mut cursor = match after {
-            None => s.delays.first(),
-            Some(pos) => s.delays.next_after(pos),
-        };
-        while let Some((pos, id)) = cursor {
-            if s.disabled
-                || s.held
-                || s.processes.len() >= s.max_processes
-                || self.at_global_limit()
-                || s.backoff.holds_until(now).is_some()
-            {
-                return None;
-            }
-            let d = s.delays.get(id)?;
-            if s.delays.len() < s.max_delays {
-                if let Some(t) = d.alarm {
-                    if t > now {
-                        return None;
-                    }
-                }
-            }
-            if d.status == Status::Wait {
-                return Some((pos, id, d.kind));
-            }
-            cursor = s.delays.next_after(pos);
+        if s.disabled
+            || s.held
+            || s.processes.len() >= s.max_processes
+            || self.at_global_limit()
+            || s.backoff.holds_until(now).is_some()
+        {
+            return None;
         }
-        None
-    }
-
-    /// `inlet.getEvents` without a test, or the snapshot a test walks (SPEC §4.6 getDelays):
-    /// (id, status, blocker) in queue order.
-    pub(crate) fn snapshot(&self, sid: usize) -> Vec<(DelayId, Status, Option<DelayId>)> {
-        let s = &self.syncs[sid];
-        s.delays
-            .iter()
-            .map(|(id, d)| (id, d.status, s.delays.blocked_by(id)))
-            .collect()
+        let (pos, id) = s.delays.next_wait_after(after, now, s.max_delays)?;
+        Some((pos, id, s.delays.get(id)?.kind))
     }
 
     /// Removes a waiting delay (`inlet.discardEvent`).
@@ -806,7 +764,6 @@ fn log_pushed(
         Pushed::ToDeleteStacked { delete, .. } => {
             [new.as_slice(), b" turns a Move into ", &describe(delete)].concat()
         }
-        Pushed::Absorbed => [new.as_slice(), b" absorbed"].concat(),
         Pushed::Split => return,
     };
     log::log(b"Delay", &msg);
