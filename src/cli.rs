@@ -12,6 +12,17 @@
 //!
 //! Upstream options are single-dash long options (`-nodaemon`); one or two dashes are
 //! accepted for every option. Values are taken verbatim, even when they start with `-`.
+//!
+//! # Why a hand-written parser, not `getopts`
+//!
+//! `getopts` (even with `long_only`) cannot express upstream's command line: `-rsync SRC DST`,
+//! `-direct SRC DST` and `-rsyncssh SRC HOST DIR` take two or three separate arguments, and
+//! getopts knows only options with zero or one value; upstream parses in three phases (the
+//! `-log` categories and `-help` are honoured anywhere before strict left-to-right parsing
+//! reports the first unknown option with its own message); a value starting with `-` is a
+//! value, never an option. Bending getopts to this would mean pre-splitting argv by this
+//! module's own table anyway, so the table drives a small parser directly and getopts is not
+//! a dependency. The CLI tests (`tests/cli.rs`) pin every message, phase and exit code.
 
 use crate::exit::ExitCode;
 use std::ffi::{OsStr, OsString};
@@ -227,7 +238,7 @@ const FLAGS: &[Flag] = &[
 /// Every option name in the flag table, without dashes (`"delay"`, …, `"configtest"`, `"t"`),
 /// including the hidden `monitor` and the phase-A-only `runner`. The man page must mention
 /// each of them.
-#[cfg_attr(not(test), allow(dead_code))] // only the man-page unit test reads it
+#[cfg(test)] // only the man-page unit test reads it
 pub(crate) fn option_names() -> impl Iterator<Item = &'static str> {
     FLAGS.iter().flat_map(|f| f.names.iter().copied())
 }
