@@ -37,7 +37,7 @@ use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
 use crate::metrics::{self, MetricsServer};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Progress};
 use crate::shutdown;
 use crate::signals::Signals;
 use crate::spawn::{self, Spawner};
@@ -279,9 +279,18 @@ fn start_syncs(
         .map(|s| s.source.clone())
         .collect();
     let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+    let mut progress = Progress::new(Instant::now());
+    p.notifier.extend_startup(Instant::now());
     watcher
-        .add_trees(&roots, &mut |dir| core.borrow().concerns(dir))
+        .add_trees(&roots, &mut |dir| {
+            let yes = core.borrow().concerns(dir);
+            if yes {
+                progress.dir(&mut p.notifier);
+            }
+            yes
+        })
         .map_err(watch_error)?;
+    progress.done(&mut p.notifier);
     let nsyncs = sources.len();
     for sid in 0..nsyncs {
         if core.borrow().syncs[sid].has_init {
@@ -666,6 +675,7 @@ fn notify(
     if core.init_pending == 0 || (settings.insist && core.init_retried) {
         n.ready();
     }
+    n.extend_startup(now);
     if n.active() {
         let snapshot = Snapshot::take(core, daemon, watcher.len());
         n.status(

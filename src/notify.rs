@@ -2,7 +2,9 @@
 //! by `NOTIFY_SOCKET`, so `Type=notify` units know when the startup transfers are done.
 //!
 //! Owns: the socket, what is sent and when it was last sent (STATUS= lines are rate-limited,
-//! WATCHDOG=1 keeps to half of `WATCHDOG_USEC`). Without `NOTIFY_SOCKET` every call is a no-op.
+//! WATCHDOG=1 keeps to half of `WATCHDOG_USEC`, `EXTEND_TIMEOUT_USEC=` repeats until READY=1 so
+//! a long startup is not killed by `TimeoutStartSec`). Without `NOTIFY_SOCKET` every call is a
+//! no-op. Also [`Progress`]: the startup walk's progress lines, logged and sent as `STATUS=`.
 //! Must not touch: syncs, Lua, the poll loop (the loop asks [`Notifier::next_due`] for its
 //! timeout and calls in).
 
@@ -19,7 +21,14 @@ pub(crate) struct Notifier {
     /// A STATUS= text held back by the rate limit.
     pending_status: Option<String>,
     ready_sent: bool,
+    /// When `EXTEND_TIMEOUT_USEC=` was last sent during this startup.
+    last_extend: Option<Instant>,
 }
+
+/// While starting, `EXTEND_TIMEOUT_USEC=` asks systemd for this much more time ...
+const EXTEND_BY: Duration = Duration::from_secs(30);
+/// ... and is repeated this often, well before the extension runs out.
+const EXTEND_EVERY: Duration = Duration::from_secs(10);
 
 /// STATUS= lines are sent at most this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -58,6 +67,7 @@ impl Notifier {
             last_status: None,
             pending_status: None,
             ready_sent: false,
+            last_extend: None,
         }
     }
 
@@ -76,8 +86,34 @@ impl Notifier {
     pub(crate) fn ready(&mut self) {
         if !self.ready_sent {
             self.ready_sent = true;
+            self.last_extend = None;
             self.send("READY=1");
         }
+    }
+
+    /// Before READY=1: `EXTEND_TIMEOUT_USEC=` every [`EXTEND_EVERY`], so the start timeout
+    /// never runs out while the startup walk or transfers make progress.
+    pub(crate) fn extend_startup(&mut self, now: Instant) {
+        if self.ready_sent || self.target.is_none() {
+            return;
+        }
+        if self
+            .last_extend
+            .is_none_or(|t| now.duration_since(t) >= EXTEND_EVERY)
+        {
+            self.last_extend = Some(now);
+            self.send(&format!("EXTEND_TIMEOUT_USEC={}", EXTEND_BY.as_micros()));
+        }
+    }
+
+    /// `STATUS=` at once, outside the rate limit (startup progress is already spaced out).
+    pub(crate) fn status_now(&mut self, text: String, now: Instant) {
+        if self.target.is_none() {
+            return;
+        }
+        self.send(&format!("STATUS={text}"));
+        self.pending_status = None;
+        self.last_status = Some((text, now));
     }
 
     /// `RELOADING=1` for a HUP; the next run sends READY=1 again.
@@ -124,6 +160,11 @@ impl Notifier {
     /// When the loop must wake up for the watchdog or a held-back STATUS= line.
     pub(crate) fn next_due(&self) -> Option<Instant> {
         let dog = self.watchdog.map(|every| self.last_watchdog + every);
+        let extend = self.last_extend.map(|t| t + EXTEND_EVERY);
+        let dog = match (dog, extend) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let status = match (&self.pending_status, &self.last_status) {
             (Some(_), Some((_, when))) => Some(*when + STATUS_EVERY),
             _ => None,
@@ -131,6 +172,88 @@ impl Notifier {
         match (dog, status) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Progress of the startup walk: every [`Progress::every`] a line with the directories
+/// watched so far and the rate, also sent as `STATUS=`, with `EXTEND_TIMEOUT_USEC=`.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    start: Instant,
+    last: Instant,
+    every: Duration,
+    dirs: u64,
+    /// A progress line was shown: the end of the walk gets one too.
+    shown: bool,
+}
+
+/// Default spacing of progress lines; `LSYNCD_PROGRESS_INTERVAL` (seconds) changes it.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// The clock is read once per this many directories.
+const PROGRESS_STRIDE: u64 = 256;
+
+impl Progress {
+    pub(crate) fn new(now: Instant) -> Progress {
+        let every = std::env::var("LSYNCD_PROGRESS_INTERVAL")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map_or(PROGRESS_EVERY, |v| Duration::from_secs_f64(v.min(1e6)));
+        Progress {
+            start: now,
+            last: now,
+            every,
+            dirs: 0,
+            shown: false,
+        }
+    }
+
+    fn line(&self, now: Instant, done: bool) -> String {
+        let secs = now.duration_since(self.start).as_secs_f64();
+        let rate = if secs > 0.0 {
+            (self.dirs as f64 / secs) as u64
+        } else {
+            0
+        };
+        if done {
+            format!(
+                "Startup: watching {} directories, took {secs:.1} s ({rate}/s)",
+                self.dirs
+            )
+        } else {
+            format!(
+                "Startup: watching {} directories so far ({rate}/s)",
+                self.dirs
+            )
+        }
+    }
+
+    /// One more directory watched.
+    pub(crate) fn dir(&mut self, n: &mut Notifier) {
+        self.dirs += 1;
+        if !self.dirs.is_multiple_of(PROGRESS_STRIDE) {
+            return;
+        }
+        let now = Instant::now();
+        n.extend_startup(now);
+        if now.duration_since(self.last) < self.every {
+            return;
+        }
+        self.last = now;
+        self.shown = true;
+        let line = self.line(now, false);
+        crate::log::normal(&line);
+        n.status_now(line, now);
+    }
+
+    /// The walk ended.
+    pub(crate) fn done(&self, n: &mut Notifier) {
+        if self.shown {
+            let now = Instant::now();
+            let line = self.line(now, true);
+            crate::log::normal(&line);
+            n.status_now(line, now);
         }
     }
 }

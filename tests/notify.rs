@@ -67,6 +67,11 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
         "READY=1 before the startup transfer finished: {got:?}"
     );
 
+    // Meanwhile systemd was asked for more start time.
+    assert!(
+        got.iter().any(|m| m == "EXTEND_TIMEOUT_USEC=30000000"),
+        "no EXTEND_TIMEOUT_USEC= while starting: {got:?}"
+    );
     std::fs::write(&gate, b"").expect("open the gate");
     assert!(
         receive(&sock, &mut got, Duration::from_secs(20), "READY=1"),
@@ -108,4 +113,68 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
         "no STOPPING=1: {got:?}"
     );
     assert_eq!(d.wait_exit(Duration::from_secs(10)), Some(143));
+}
+
+/// `src` with `n` empty sub-directories and a config syncing it to `dst`.
+fn tree_of_dirs(dir: &TestDir, n: usize) -> std::path::PathBuf {
+    for i in 0..n {
+        dir.mkdir(format!("src/d{i}"));
+    }
+    dir.config(
+        "dirs.lua",
+        &format!(
+            "sync{{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+        ),
+    )
+}
+
+#[test]
+fn a_long_startup_walk_logs_progress_and_sends_it_as_status() {
+    let dir = TestDir::new();
+    let config = tree_of_dirs(&dir, 1100);
+    let sock_path = dir.path("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    // Interval 0: a progress line at every check (each 256 directories).
+    let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
+        cmd.env("NOTIFY_SOCKET", &sock_path)
+            .env("LSYNCD_PROGRESS_INTERVAL", "0");
+    });
+    let mut got = Vec::new();
+    assert!(
+        receive(&sock, &mut got, Duration::from_secs(30), "READY=1"),
+        "no READY=1: {got:?}"
+    );
+    d.wait_startup();
+    let log = d.log();
+    for n in [256, 512, 768, 1024] {
+        let line = format!("Normal: Startup: watching {n} directories so far (");
+        assert!(log.contains(&line), "no {line:?} in\n{log}");
+        let status = format!("STATUS=Startup: watching {n} directories so far (");
+        assert!(
+            got.iter().any(|m| m.starts_with(&status)),
+            "no {status:?} in {got:?}"
+        );
+    }
+    assert!(
+        log.contains("Normal: Startup: watching 1101 directories, took "),
+        "{log}"
+    );
+    let extend = got.iter().position(|m| m == "EXTEND_TIMEOUT_USEC=30000000");
+    let ready = got.iter().position(|m| m == "READY=1");
+    assert!(extend.is_some() && extend < ready, "{got:?}");
+}
+
+#[test]
+fn a_short_startup_walk_prints_no_progress() {
+    let dir = TestDir::new();
+    let config = tree_of_dirs(&dir, 300);
+    let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
+        cmd.env_remove("LSYNCD_PROGRESS_INTERVAL");
+    });
+    d.wait_startup();
+    assert!(!d.log().contains("Startup: watching"), "{}", d.log());
 }
