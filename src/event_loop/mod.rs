@@ -16,7 +16,7 @@
 //!
 //! A run is one Lua state, one inotify instance and one set of syncs; a HUP or overflow ends the
 //! run and [`run`] starts a new one (SPEC §13.5), keeping the process, the signal pipe and the
-//! daemon status.
+//! daemon status. The loop of one run is [`pass::Run`].
 
 use std::cell::RefCell;
 use std::ffi::OsString;
@@ -26,7 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
+
+mod pass;
 
 use crate::cli::Cli;
 use crate::config::Settings;
@@ -36,15 +38,13 @@ use crate::exit::ExitCode;
 use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
-use crate::metrics::{self, MetricsServer};
+use crate::metrics::MetricsServer;
 use crate::notify::{Notifier, Progress};
 use crate::shutdown;
 use crate::signals::Signals;
-use crate::spawn::{self, Spawner};
-use crate::status;
 use crate::sync::{Core, Ended};
 use crate::sys;
-use crate::watch::{InotifyMode, ReadOutcome, WatchError, Watcher};
+use crate::watch::{InotifyMode, WatchError, Watcher};
 
 const INOTIFY: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -302,7 +302,7 @@ fn start_syncs(
         }
         core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
-    let end = main_loop(rt, core, &mut watcher, p, settings);
+    let end = pass::Run::new(rt, core, &mut watcher, p, settings).run();
     let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
     Ok(end)
 }
@@ -359,294 +359,6 @@ fn watch_error(e: WatchError) -> ExitCode {
     match e {
         WatchError::Limit { .. } => fatal(e.to_string()),
         WatchError::Io(e) => fatal(format!("Read fail on inotify: {e}")),
-    }
-}
-
-/// Why the run is fading.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Fade {
-    Restart,
-    Exit(ExitCode),
-}
-
-fn main_loop(
-    rt: &Runtime,
-    core: &Rc<RefCell<Core>>,
-    watcher: &mut Watcher,
-    p: &mut Process,
-    settings: &Settings,
-) -> RunEnd {
-    let mut events = Events::with_capacity(256);
-    let mut fs_events = Vec::new();
-    let mut reaped: Vec<(libc::pid_t, i32, Option<i32>)> = Vec::new();
-    let mut fade: Option<Fade> = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
-    let mut last_waiting_log: Option<Instant> = None;
-    let mut round_robin = 0usize;
-    // The inotify queue still holds events from a read cut short (ReadOutcome::More).
-    let mut inotify_more = false;
-    // The inotify fd rests (deregistered) until then.
-    let mut inotify_rest: Option<Instant> = None;
-    let ifd = watcher.as_raw_fd();
-    // observefd registrations made with the poll: fd → (readable, writable).
-    let mut registered: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)> =
-        Default::default();
-    let mut status = status::StatusWriter::new(
-        settings.status_file.clone(),
-        settings.status_format,
-        settings.metrics_file.clone(),
-        settings.status_interval,
-    );
-    if fade.is_some() {
-        core.borrow_mut().fading = true;
-    }
-    loop {
-        // 0. observed fds: poll registrations follow what the config asked for
-        let observed: Vec<(std::os::fd::RawFd, bool, bool)> = core
-            .borrow()
-            .observed
-            .iter()
-            .map(|(fd, (r, w))| (*fd, *r, *w))
-            .collect();
-        sync_observed(&p.poll, &mut registered, &observed);
-        // 1. timeout
-        let now = Instant::now();
-        let timeout = if fade.is_some() {
-            p.notifier
-                .next_due()
-                .map(|t| t.saturating_duration_since(now))
-        } else {
-            let mut next: Option<Instant> = None;
-            {
-                let c = core.borrow();
-                if !c.at_global_limit() {
-                    for sid in 0..c.syncs.len() {
-                        if let Some(t) = c.sync_alarm(sid, now) {
-                            next = Some(next.map_or(t, |n| n.min(t)));
-                        }
-                    }
-                }
-            }
-            if let Some(t) = core.borrow().user_alarm {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-            for t in [status.next_due(), p.notifier.next_due()]
-                .into_iter()
-                .flatten()
-            {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-            // Observed fds behave level-triggered, as upstream's select: one still ready after
-            // its callback means no sleep.
-            if inotify_more || (!observed.is_empty() && !sys::poll_now(&observed).is_empty()) {
-                next = Some(now);
-            }
-            if let Some(t) = inotify_rest {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-            if core.borrow().tunnels {
-                let t = now + TUNNEL_TICK;
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-            next.map(|t| t.saturating_duration_since(now))
-        };
-        // 2. poll
-        if let Err(e) = p.poll.poll(&mut events, timeout) {
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return RunEnd::Exit(fatal(format!("poll failed: {e}")));
-        }
-        // 3. dispatch; signals first, so a pending HUP/TERM drops the inotify burst (SPEC §3.3)
-        let mut inotify_ready = false;
-        let mut child_exited = false;
-        for ev in events.iter() {
-            match ev.token() {
-                SIGNALS => {
-                    let pending = p.signals.drain();
-                    child_exited |= pending.chld;
-                    if let Some(sig) = pending.term {
-                        if p.term.is_none() {
-                            p.term = Some(sig);
-                        }
-                        let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
-                        log::normal(format!("--- {name} signal, fading ---"));
-                        p.notifier.stopping();
-                        shutdown::stopping_sent();
-                        fade = Some(Fade::Exit(ExitCode::Signal(p.term.unwrap_or(sig))));
-                    }
-                    if pending.hup && fade.is_none() {
-                        log::normal("--- HUP signal, resetting ---");
-                        p.notifier.reloading();
-                        fade = Some(Fade::Restart);
-                    }
-                }
-                INOTIFY => inotify_ready = true,
-                METRICS => {}              // answered below, once the events are in
-                t if t.0 >= OBSERVED => {} // handled below, level-triggered
-                t if Spawner::is_spawn_token(t) => {
-                    let mut c = core.borrow_mut();
-                    let c = &mut *c;
-                    if let Some(reg) = c.registry.as_ref() {
-                        let pid = c.spawner.pipe_pid(t);
-                        let progress = c.spawner.feed(reg, t);
-                        log::with(b"Exec", || {
-                            format!("stdin pipe of {}: {progress:?}", pid.unwrap_or(0)).into_bytes()
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        let now = Instant::now();
-        if inotify_rest.is_some_and(|t| t <= now) && fade.is_none() {
-            inotify_rest = None;
-            if let Err(e) =
-                p.poll
-                    .registry()
-                    .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
-            {
-                return RunEnd::Exit(fatal(format!("cannot watch the inotify fd: {e}")));
-            }
-            inotify_ready = true;
-        }
-        if (inotify_ready || inotify_more) && fade.is_none() && inotify_rest.is_none() {
-            inotify_more = false;
-            fs_events.clear();
-            let outcome = watcher.read(&mut fs_events, &mut |dir| core.borrow().concerns(dir));
-            match outcome {
-                Ok(ReadOutcome::Overflow) => {
-                    log::normal("--- OVERFLOW in event queue ---");
-                    p.health.overflows += 1;
-                    p.notifier.reloading();
-                    fade = Some(Fade::Restart);
-                }
-                Ok(outcome @ (ReadOutcome::Ok | ReadOutcome::More)) => {
-                    inotify_more = outcome == ReadOutcome::More;
-                    if !fs_events.is_empty() && !inotify_more {
-                        let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
-                        inotify_rest = Some(now + INOTIFY_REST);
-                    }
-                    let mut c = core.borrow_mut();
-                    for ev in &fs_events {
-                        c.dispatch(ev, now);
-                    }
-                }
-                Err(e) => return RunEnd::Exit(watch_error(e)),
-            }
-        }
-        if fade.is_some() {
-            core.borrow_mut().fading = true;
-        }
-        // 4. reap (after a SIGCHLD: the signal pipe was emptied first, so none is lost)
-        reaped.clear();
-        if child_exited {
-            spawn::reap(&mut reaped);
-        }
-        for &(pid, code, signal) in &reaped {
-            let owner = core.borrow_mut().pid_owner.remove(&pid);
-            let Some(sid) = owner else {
-                log::with(b"Exec", || {
-                    format!("collected an unknown child {pid} = {code}").into_bytes()
-                });
-                if let Err(code) = rt.child_exit(pid, code) {
-                    return RunEnd::Exit(code);
-                }
-                continue;
-            };
-            let finished = match signal {
-                Some(sig) => {
-                    if let Err(code) = rt.drop_agent(pid) {
-                        return RunEnd::Exit(code);
-                    }
-                    core.borrow_mut()
-                        .finish(sid, pid, Ended::Signalled(sig), Instant::now())
-                }
-                None => {
-                    let rc = match rt.collect(sid, pid, code) {
-                        Ok(rc) => rc,
-                        Err(code) => return RunEnd::Exit(code),
-                    };
-                    let outcome = Ended::Exited {
-                        rc: rc.as_deref(),
-                        code,
-                    };
-                    core.borrow_mut().finish(sid, pid, outcome, Instant::now())
-                }
-            };
-            if let Err(code) = finished {
-                return RunEnd::Exit(code);
-            }
-        }
-        if let Some(m) = p.metrics.as_ref().filter(|m| m.wanted()) {
-            let snapshot = Snapshot::take(&core.borrow(), &p.health, watcher.len());
-            m.publish(metrics::render(&snapshot));
-        }
-        if fade.is_none() && !observed.is_empty() {
-            for (fd, r, w) in sys::poll_now(&observed) {
-                if let Err(code) = rt.fd_ready(fd, r, w) {
-                    return RunEnd::Exit(code);
-                }
-            }
-        }
-        // 5-7. fading, or a cycle
-        if let Some(f) = fade {
-            let running = core.borrow().running;
-            if running == 0 {
-                return match f {
-                    Fade::Restart => RunEnd::Restart,
-                    Fade::Exit(code) => RunEnd::Exit(code),
-                };
-            }
-            p.notifier.watchdog(Instant::now());
-            if last_waiting_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
-                log::normal(format!("waiting for {running} more child processes."));
-                last_waiting_log = Some(Instant::now());
-            }
-            continue;
-        }
-        if settings.onepass {
-            if let Some(code) = onepass_check(core) {
-                return RunEnd::Exit(code);
-            }
-        }
-        let tunnels = core.borrow().tunnels;
-        if tunnels {
-            if let Err(code) = rt.tunnel_tick() {
-                return RunEnd::Exit(code);
-            }
-        }
-        if let Err(code) = invoke_actions(rt, core, &mut round_robin) {
-            return RunEnd::Exit(code);
-        }
-        if let Err(code) = finish_failed_spawns(rt, core) {
-            return RunEnd::Exit(code);
-        }
-        let alarm_due = core
-            .borrow()
-            .user_alarm
-            .is_some_and(|t| t <= Instant::now());
-        if alarm_due {
-            if let Err(code) = rt.run_alarms() {
-                return RunEnd::Exit(code);
-            }
-        }
-        if let Err(code) = rt.forget_removed() {
-            return RunEnd::Exit(code);
-        }
-        status.maybe_write(&core.borrow(), watcher, &p.health, &mut || {
-            if tunnels {
-                rt.tunnel_status()
-            } else {
-                Vec::new()
-            }
-        });
-        notify(
-            &mut p.notifier,
-            &core.borrow(),
-            watcher,
-            settings,
-            &p.health,
-        );
     }
 }
 

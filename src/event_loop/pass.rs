@@ -1,0 +1,508 @@
+//! One run's main loop as a small state machine, [`Run`]: each pass computes the next timeout
+//! ([`next_timeout`], pure: the clock is a parameter), polls, dispatches the ready sources,
+//! reads inotify, reaps, then either fades or cycles (SPEC §13.1; the steps are listed in the
+//! parent module's doc).
+//!
+//! Owns: the state that lives for one run of the loop (the fade reason, the inotify rest, the
+//! observed-fd registrations, the status writer, the round-robin start).
+//! Must not touch: startup and restarts (the parent module), Lua beyond the `Runtime` hooks,
+//! fork/exec (through the core's spawner only).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest};
+
+use super::{
+    fatal, finish_failed_spawns, invoke_actions, notify, onepass_check, sync_observed, watch_error,
+    Process, RunEnd, INOTIFY, INOTIFY_REST, METRICS, OBSERVED, SIGNALS, TUNNEL_TICK,
+};
+use crate::config::Settings;
+use crate::exit::ExitCode;
+use crate::health::Snapshot;
+use crate::log;
+use crate::lua_rt::Runtime;
+use crate::metrics;
+use crate::shutdown;
+use crate::spawn::{self, Spawner};
+use crate::status::StatusWriter;
+use crate::sync::{Core, Ended};
+use crate::sys;
+use crate::watch::{ReadOutcome, Watcher};
+
+/// Why the run is fading.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fade {
+    Restart,
+    Exit(ExitCode),
+}
+
+/// What the next timeout depends on, read once per pass.
+#[derive(Clone, Copy, Debug, Default)]
+struct Wakeups {
+    /// Fading: only the notifier's watchdog still needs waking up.
+    fading: bool,
+    /// The notifier's next WATCHDOG=1 or held-back STATUS= line.
+    notifier: Option<Instant>,
+    /// The earliest Sync alarm (none while the global process cap is reached).
+    syncs: Option<Instant>,
+    /// The earliest user `alarm()`.
+    user_alarm: Option<Instant>,
+    /// The next status or metrics file write.
+    status: Option<Instant>,
+    /// Work is waiting already: an inotify read cut short, or an observed fd still ready.
+    ready_now: bool,
+    /// The inotify fd rests until then.
+    inotify_rest: Option<Instant>,
+    /// Tunnels are looked after at least every [`TUNNEL_TICK`].
+    tunnels: bool,
+}
+
+/// How long `poll` may sleep at `now`: until the earliest wake-up, `None` for ever.
+fn next_timeout(w: &Wakeups, now: Instant) -> Option<Duration> {
+    let next = if w.fading {
+        w.notifier
+    } else {
+        let soon = [
+            w.syncs,
+            w.user_alarm,
+            w.status,
+            w.notifier,
+            w.inotify_rest,
+            w.ready_now.then_some(now),
+            w.tunnels.then(|| now + TUNNEL_TICK),
+        ];
+        soon.into_iter().flatten().min()
+    };
+    next.map(|t| t.saturating_duration_since(now))
+}
+
+/// One run of the main loop.
+pub(super) struct Run<'a> {
+    rt: &'a Runtime,
+    core: &'a Rc<RefCell<Core>>,
+    watcher: &'a mut Watcher,
+    p: &'a mut Process,
+    settings: &'a Settings,
+    events: Events,
+    fs_events: Vec<crate::watch::FsEvent>,
+    fade: Option<Fade>,
+    last_waiting_log: Option<Instant>,
+    round_robin: usize,
+    /// The inotify queue still holds events from a read cut short (`ReadOutcome::More`).
+    inotify_more: bool,
+    /// The inotify fd rests (deregistered) until then.
+    inotify_rest: Option<Instant>,
+    /// observefd registrations made with the poll: fd → (readable, writable).
+    registered: BTreeMap<RawFd, (bool, bool)>,
+    status: StatusWriter,
+}
+
+/// A pass step ends the run with this.
+type Step<T = ()> = Result<T, RunEnd>;
+
+fn exit(code: ExitCode) -> RunEnd {
+    RunEnd::Exit(code)
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(
+        rt: &'a Runtime,
+        core: &'a Rc<RefCell<Core>>,
+        watcher: &'a mut Watcher,
+        p: &'a mut Process,
+        settings: &'a Settings,
+    ) -> Run<'a> {
+        let fade = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
+        if fade.is_some() {
+            core.borrow_mut().fading = true;
+        }
+        let status = StatusWriter::new(
+            settings.status_file.clone(),
+            settings.status_format,
+            settings.metrics_file.clone(),
+            settings.status_interval,
+        );
+        Run {
+            rt,
+            core,
+            watcher,
+            p,
+            settings,
+            events: Events::with_capacity(256),
+            fs_events: Vec::new(),
+            fade,
+            last_waiting_log: None,
+            round_robin: 0,
+            inotify_more: false,
+            inotify_rest: None,
+            registered: BTreeMap::new(),
+            status,
+        }
+    }
+
+    /// Passes until the run ends.
+    pub(super) fn run(mut self) -> RunEnd {
+        loop {
+            if let Err(end) = self.pass() {
+                return end;
+            }
+        }
+    }
+
+    fn pass(&mut self) -> Step {
+        let observed: Vec<(RawFd, bool, bool)> = self
+            .core
+            .borrow()
+            .observed
+            .iter()
+            .map(|(fd, (r, w))| (*fd, *r, *w))
+            .collect();
+        sync_observed(&self.p.poll, &mut self.registered, &observed);
+        let now = Instant::now();
+        let timeout = next_timeout(&self.wakeups(&observed, now), now);
+        if let Err(e) = self.p.poll.poll(&mut self.events, timeout) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(exit(fatal(format!("poll failed: {e}"))));
+        }
+        let (inotify_ready, child_exited) = self.dispatch();
+        self.read_inotify(inotify_ready)?;
+        if self.fade.is_some() {
+            self.core.borrow_mut().fading = true;
+        }
+        if child_exited {
+            self.reap()?;
+        }
+        self.publish_metrics();
+        if self.fade.is_none() && !observed.is_empty() {
+            for (fd, r, w) in sys::poll_now(&observed) {
+                self.rt.fd_ready(fd, r, w).map_err(exit)?;
+            }
+        }
+        match self.fade {
+            Some(f) => self.fading(f),
+            None => self.cycle(),
+        }
+    }
+
+    fn wakeups(&self, observed: &[(RawFd, bool, bool)], now: Instant) -> Wakeups {
+        let c = self.core.borrow();
+        let syncs = if c.at_global_limit() {
+            None
+        } else {
+            (0..c.syncs.len())
+                .filter_map(|sid| c.sync_alarm(sid, now))
+                .min()
+        };
+        Wakeups {
+            fading: self.fade.is_some(),
+            notifier: self.p.notifier.next_due(),
+            syncs,
+            user_alarm: c.user_alarm,
+            status: self.status.next_due(),
+            // Observed fds behave level-triggered, as upstream's select: one still ready
+            // after its callback means no sleep.
+            ready_now: self.inotify_more
+                || (!observed.is_empty() && !sys::poll_now(observed).is_empty()),
+            inotify_rest: self.inotify_rest,
+            tunnels: c.tunnels,
+        }
+    }
+
+    /// Acts on the ready tokens; signals first, so a pending HUP/TERM drops the inotify burst
+    /// (SPEC §3.3). Returns whether inotify is readable and whether a child exited.
+    fn dispatch(&mut self) -> (bool, bool) {
+        let mut inotify_ready = false;
+        let mut child_exited = false;
+        let tokens: Vec<mio::Token> = self.events.iter().map(|e| e.token()).collect();
+        for token in tokens {
+            match token {
+                SIGNALS => child_exited |= self.signals(),
+                INOTIFY => inotify_ready = true,
+                METRICS => {}              // answered after the events are in
+                t if t.0 >= OBSERVED => {} // handled level-triggered
+                t if Spawner::is_spawn_token(t) => self.feed_pipe(t),
+                _ => {}
+            }
+        }
+        (inotify_ready, child_exited)
+    }
+
+    /// Empties the signal pipe: TERM/INT fade to an exit, HUP to a restart. Returns whether a
+    /// child exited.
+    fn signals(&mut self) -> bool {
+        let p = &mut *self.p;
+        let pending = p.signals.drain();
+        if let Some(sig) = pending.term {
+            // The first TERM/INT decides the exit code.
+            let first = *p.term.get_or_insert(sig);
+            let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
+            log::normal(format!("--- {name} signal, fading ---"));
+            p.notifier.stopping();
+            shutdown::stopping_sent();
+            self.fade = Some(Fade::Exit(ExitCode::Signal(first)));
+        }
+        if pending.hup && self.fade.is_none() {
+            log::normal("--- HUP signal, resetting ---");
+            p.notifier.reloading();
+            self.fade = Some(Fade::Restart);
+        }
+        pending.chld
+    }
+
+    fn feed_pipe(&mut self, token: mio::Token) {
+        let mut c = self.core.borrow_mut();
+        let c = &mut *c;
+        if let Some(reg) = c.registry.as_ref() {
+            let pid = c.spawner.pipe_pid(token);
+            let progress = c.spawner.feed(reg, token);
+            log::with(b"Exec", || {
+                format!("stdin pipe of {}: {progress:?}", pid.unwrap_or(0)).into_bytes()
+            });
+        }
+    }
+
+    /// Reads inotify when it is ready and not resting; events go into the syncs' delay lists.
+    /// After a read that found events the fd rests for [`INOTIFY_REST`].
+    fn read_inotify(&mut self, mut ready: bool) -> Step {
+        let now = Instant::now();
+        let ifd = self.watcher.as_raw_fd();
+        if self.inotify_rest.is_some_and(|t| t <= now) && self.fade.is_none() {
+            self.inotify_rest = None;
+            self.p
+                .poll
+                .registry()
+                .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
+                .map_err(|e| exit(fatal(format!("cannot watch the inotify fd: {e}"))))?;
+            ready = true;
+        }
+        if !(ready || self.inotify_more) || self.fade.is_some() || self.inotify_rest.is_some() {
+            return Ok(());
+        }
+        self.inotify_more = false;
+        self.fs_events.clear();
+        let core = self.core;
+        let outcome = self
+            .watcher
+            .read(&mut self.fs_events, &mut |dir| core.borrow().concerns(dir));
+        match outcome.map_err(|e| exit(watch_error(e)))? {
+            ReadOutcome::Overflow => {
+                log::normal("--- OVERFLOW in event queue ---");
+                self.p.health.overflows += 1;
+                self.p.notifier.reloading();
+                self.fade = Some(Fade::Restart);
+            }
+            outcome @ (ReadOutcome::Ok | ReadOutcome::More) => {
+                self.inotify_more = outcome == ReadOutcome::More;
+                if !self.fs_events.is_empty() && !self.inotify_more {
+                    let _ = self.p.poll.registry().deregister(&mut SourceFd(&ifd));
+                    self.inotify_rest = Some(now + INOTIFY_REST);
+                }
+                let mut c = self.core.borrow_mut();
+                for ev in &self.fs_events {
+                    c.dispatch(ev, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps every exited child (after a SIGCHLD: the signal pipe was emptied first, so none
+    /// is lost) and hands it to its sync, or to Lua for a child no sync owns.
+    fn reap(&mut self) -> Step {
+        let mut reaped = Vec::new();
+        spawn::reap(&mut reaped);
+        for (pid, code, signal) in reaped {
+            let owner = self.core.borrow_mut().pid_owner.remove(&pid);
+            let Some(sid) = owner else {
+                log::with(b"Exec", || {
+                    format!("collected an unknown child {pid} = {code}").into_bytes()
+                });
+                self.rt.child_exit(pid, code).map_err(exit)?;
+                continue;
+            };
+            self.collect(sid, pid, code, signal).map_err(exit)?;
+        }
+        Ok(())
+    }
+
+    fn collect(
+        &self,
+        sid: usize,
+        pid: libc::pid_t,
+        code: i32,
+        signal: Option<i32>,
+    ) -> Result<(), ExitCode> {
+        if let Some(sig) = signal {
+            self.rt.drop_agent(pid)?;
+            return self
+                .core
+                .borrow_mut()
+                .finish(sid, pid, Ended::Signalled(sig), Instant::now());
+        }
+        let rc = self.rt.collect(sid, pid, code)?;
+        let outcome = Ended::Exited {
+            rc: rc.as_deref(),
+            code,
+        };
+        self.core
+            .borrow_mut()
+            .finish(sid, pid, outcome, Instant::now())
+    }
+
+    fn publish_metrics(&self) {
+        if let Some(m) = self.p.metrics.as_ref().filter(|m| m.wanted()) {
+            let snapshot = Snapshot::take(&self.core.borrow(), &self.p.health, self.watcher.len());
+            m.publish(metrics::render(&snapshot));
+        }
+    }
+
+    /// Fading: the run ends once no child runs; meanwhile the watchdog is kept and the wait is
+    /// logged once a minute.
+    fn fading(&mut self, f: Fade) -> Step {
+        let running = self.core.borrow().running;
+        if running == 0 {
+            return Err(match f {
+                Fade::Restart => RunEnd::Restart,
+                Fade::Exit(code) => RunEnd::Exit(code),
+            });
+        }
+        self.p.notifier.watchdog(Instant::now());
+        if self
+            .last_waiting_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+        {
+            log::normal(format!("waiting for {running} more child processes."));
+            self.last_waiting_log = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A cycle: onepass, tunnels, actions of every sync, user alarms, forgotten delays, then
+    /// the status file and systemd.
+    fn cycle(&mut self) -> Step {
+        let (rt, core) = (self.rt, self.core);
+        if self.settings.onepass {
+            if let Some(code) = onepass_check(core) {
+                return Err(exit(code));
+            }
+        }
+        let tunnels = core.borrow().tunnels;
+        if tunnels {
+            rt.tunnel_tick().map_err(exit)?;
+        }
+        invoke_actions(rt, core, &mut self.round_robin).map_err(exit)?;
+        finish_failed_spawns(rt, core).map_err(exit)?;
+        let alarm_due = core
+            .borrow()
+            .user_alarm
+            .is_some_and(|t| t <= Instant::now());
+        if alarm_due {
+            rt.run_alarms().map_err(exit)?;
+        }
+        rt.forget_removed().map_err(exit)?;
+        let health = &self.p.health;
+        self.status
+            .maybe_write(&core.borrow(), self.watcher, health, &mut || {
+                if tunnels {
+                    rt.tunnel_status()
+                } else {
+                    Vec::new()
+                }
+            });
+        notify(
+            &mut self.p.notifier,
+            &core.borrow(),
+            self.watcher,
+            self.settings,
+            &self.p.health,
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Option<Instant> {
+        Some(base + Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn nothing_pending_sleeps_for_ever() {
+        let now = Instant::now();
+        assert_eq!(next_timeout(&Wakeups::default(), now), None);
+    }
+
+    #[test]
+    fn the_earliest_wake_up_wins() {
+        let now = Instant::now();
+        let w = Wakeups {
+            syncs: at(now, 500),
+            user_alarm: at(now, 300),
+            status: at(now, 900),
+            notifier: at(now, 700),
+            inotify_rest: at(now, 400),
+            ..Wakeups::default()
+        };
+        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(300)));
+        let w = Wakeups {
+            inotify_rest: at(now, 1),
+            ..w
+        };
+        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn a_passed_alarm_or_ready_work_means_no_sleep() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let past = Wakeups {
+            syncs: Some(now - Duration::from_secs(3)),
+            ..Wakeups::default()
+        };
+        assert_eq!(next_timeout(&past, now), Some(Duration::ZERO));
+        let ready = Wakeups {
+            ready_now: true,
+            status: at(now, 5000),
+            ..Wakeups::default()
+        };
+        assert_eq!(next_timeout(&ready, now), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn tunnels_wake_the_loop_every_tick() {
+        let now = Instant::now();
+        let w = Wakeups {
+            tunnels: true,
+            syncs: at(now, 60_000),
+            ..Wakeups::default()
+        };
+        assert_eq!(next_timeout(&w, now), Some(TUNNEL_TICK));
+    }
+
+    #[test]
+    fn fading_waits_only_for_the_notifier() {
+        let now = Instant::now();
+        let w = Wakeups {
+            fading: true,
+            syncs: at(now, 10),
+            user_alarm: at(now, 10),
+            ready_now: true,
+            tunnels: true,
+            ..Wakeups::default()
+        };
+        assert_eq!(next_timeout(&w, now), None);
+        let w = Wakeups {
+            notifier: at(now, 2500),
+            ..w
+        };
+        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(2500)));
+    }
+}
