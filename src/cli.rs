@@ -64,6 +64,7 @@ enum Action {
     Script,
     Sshopts,
     ConfigTest,
+    Explain,
     Version,
 }
 
@@ -228,6 +229,15 @@ const FLAGS: &[Flag] = &[
         )]),
     },
     Flag {
+        names: &["explain"],
+        arity: Arity::Exact(1),
+        action: Action::Explain,
+        doc: Doc::Options(&[(
+            "-explain PATH",
+            "Tell for each sync whether PATH is watched and transferred, and why; exit",
+        )]),
+    },
+    Flag {
         names: &["version"],
         arity: Arity::Exact(0),
         action: Action::Version,
@@ -275,6 +285,8 @@ pub(crate) struct Cli {
     pub(crate) onepass: bool,
     /// `-configtest` / `-t` (our addition).
     pub(crate) configtest: bool,
+    /// `-explain PATH` (our addition).
+    pub(crate) explain: Option<OsString>,
     pub(crate) logfile: Option<OsString>,
     pub(crate) pidfile: Option<OsString>,
     /// `-monitor NAME` (validated later, with the upstream message).
@@ -604,6 +616,7 @@ fn apply(action: Action, params: &[OsString], cli: &mut Cli) -> Result<(), CliEx
             cli.warnings.extend(warnings);
         }
         Action::ConfigTest => cli.configtest = true,
+        Action::Explain => cli.explain = Some(param(0)),
         Action::Version => return Err(CliExit::Version),
     }
     Ok(())
@@ -1151,10 +1164,11 @@ mod tests {
             "sshopts",
             "configtest",
             "t",
+            "explain",
             "version",
         ] {
             assert!(names.contains(&name), "{name}");
         }
-        assert_eq!(names.len(), 18);
+        assert_eq!(names.len(), 19);
     }
 }

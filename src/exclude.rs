@@ -261,6 +261,37 @@ struct FilterRule {
     pattern: Pattern,
 }
 
+/// The rule that decided a path, for `-explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rule<'a> {
+    /// A `filter` rule: `sign` is `+`, `-` or `|`.
+    Filter { sign: u8, pattern: &'a [u8] },
+    /// An `exclude` pattern.
+    Exclude { pattern: &'a [u8] },
+}
+
+impl Rule<'_> {
+    /// Whether the rule excludes the path.
+    pub(crate) fn excludes(&self) -> bool {
+        match self {
+            Rule::Filter { sign, .. } => *sign == b'-',
+            Rule::Exclude { .. } => true,
+        }
+    }
+
+    /// `filter rule "- *.tmp"` or `exclude pattern "*.tmp"`.
+    pub(crate) fn describe(&self) -> Vec<u8> {
+        match self {
+            Rule::Filter { sign, pattern } => {
+                [b"filter rule \"".as_slice(), &[*sign, b' '], pattern, b"\""].concat()
+            }
+            Rule::Exclude { pattern } => {
+                [b"exclude pattern \"".as_slice(), pattern, b"\""].concat()
+            }
+        }
+    }
+}
+
 /// A filter line that is not `[ws] (+|-||) [ws] pattern`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct FilterError {
@@ -444,15 +475,31 @@ impl Excludes {
     /// excluded, `+`/`|` → not); without a matching rule the exclude set decides. The root `/`
     /// (and the empty path of Init/Blanket events) is never excluded.
     pub(crate) fn is_excluded(&self, rel_path: &[u8]) -> bool {
+        match self.decide(rel_path) {
+            Some(Rule::Filter { sign, .. }) => sign == b'-',
+            Some(Rule::Exclude { .. }) => true,
+            None => false,
+        }
+    }
+
+    /// The rule that decides a relative path (the one [`Excludes::is_excluded`] follows), or
+    /// `None` when no rule matches and the path is therefore not excluded.
+    pub(crate) fn decide(&self, rel_path: &[u8]) -> Option<Rule<'_>> {
         if rel_path.is_empty() || rel_path == b"/" {
-            return false;
+            return None;
         }
         if let Some(rules) = &self.filters {
             if let Some(rule) = rules.iter().find(|r| r.pattern.matcher.is_match(rel_path)) {
-                return rule.sign == b'-';
+                return Some(Rule::Filter {
+                    sign: rule.sign,
+                    pattern: &rule.pattern.raw,
+                });
             }
         }
-        self.excludes.iter().any(|p| p.matcher.is_match(rel_path))
+        self.excludes
+            .iter()
+            .find(|p| p.matcher.is_match(rel_path))
+            .map(|p| Rule::Exclude { pattern: &p.raw })
     }
 
     /// The raw exclude patterns in insertion order (`inlet.getExcludes()`).

@@ -15,6 +15,7 @@ mod delay;
 mod event_loop;
 mod exclude;
 mod exit;
+mod explain;
 mod health;
 mod log;
 mod lua_rt;

@@ -171,15 +171,18 @@ impl Core {
 
     /// Whether some sync wants a watch on this absolute directory path (SPEC §3.2 step 1).
     pub(crate) fn concerns(&self, abs_dir: &[u8]) -> bool {
-        self.syncs.iter().any(|s| {
-            if abs_dir == s.source.as_slice() {
-                return true;
-            }
-            match Self::relative(s, abs_dir) {
-                Some(rel) => s.subdirs && !s.excludes.is_excluded(rel),
-                None => false,
-            }
-        })
+        self.syncs.iter().any(|s| Self::sync_concerns(s, abs_dir))
+    }
+
+    /// Whether sync `s` wants a watch on this absolute directory path.
+    pub(crate) fn sync_concerns(s: &SyncJob, abs_dir: &[u8]) -> bool {
+        if abs_dir == s.source.as_slice() {
+            return true;
+        }
+        match Self::relative(s, abs_dir) {
+            Some(rel) => s.subdirs && !s.excludes.is_excluded(rel),
+            None => false,
+        }
     }
 
     /// Hands one file-system event to every sync it concerns (SPEC §3.5). Syncs on the same

@@ -32,6 +32,7 @@ mod delete_modes;
 mod direct;
 mod exclude_sync;
 mod exits;
+mod explain;
 mod fanout;
 mod faults;
 mod harness;

@@ -241,6 +241,11 @@ fn run_once(
         .map_err(|e| fatal(format!("cannot clone the poll registry: {e}")))?;
     core.borrow_mut().registry = Some(registry);
     let (rt, settings) = load(cli, config, &core, first)?;
+    if let Some(path) = &cli.explain {
+        let text = crate::explain::explain(&core.borrow(), path.as_bytes());
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &text);
+        return Ok(RunEnd::Exit(ExitCode::Success));
+    }
     if cli.configtest {
         return config_test(&rt, &core, &settings);
     }
