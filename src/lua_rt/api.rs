@@ -1,0 +1,193 @@
+//! The private `core` table the prelude builds the upstream Lua API from: one table of
+//! `(name, function)` rows, kept in modules by area.
+//!
+//! Owns: the names Lua can call and their Rust functions. Must not touch: the poll loop,
+//! fork/exec (spawns go through `Core::spawn`).
+
+mod daemon;
+mod delays;
+mod excludes;
+mod fs;
+mod processes;
+mod time;
+mod tunnels;
+
+/// What the area modules share.
+mod prelude {
+    pub(super) use super::super::{
+        bytes_of, exit_error, sync_job, truthy, ts_of, Shared, Timestamp,
+    };
+    pub(super) use super::{sid_check, string_list, sync_function, Row};
+    pub(super) use crate::cli;
+    pub(super) use crate::delay::{select_walk, DelayId, DelayKind, Select};
+    pub(super) use crate::exit::ExitCode;
+    pub(super) use crate::log;
+    pub(super) use crate::sys;
+    pub(super) use mlua::{Function, Lua, Table, Value};
+    pub(super) use std::ffi::OsStr;
+    pub(super) use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    pub(super) use std::time::Instant;
+
+    pub(super) fn did_of(v: i64) -> DelayId {
+        DelayId(v as u64)
+    }
+}
+
+use mlua::{Function, Lua, Table, Value};
+
+use super::Shared;
+use crate::sync::Core;
+
+/// One entry of the `core` table.
+pub(super) type Row = (&'static str, Function);
+
+/// An area's rows, made for one Lua state and core.
+type Area = fn(&Lua, &Shared) -> mlua::Result<Vec<Row>>;
+
+/// The areas, each giving its rows.
+const AREAS: [Area; 7] = [
+    daemon::rows,
+    time::rows,
+    fs::rows,
+    delays::rows,
+    excludes::rows,
+    processes::rows,
+    tunnels::rows,
+];
+
+/// Registers the private `core` table the prelude builds the upstream API from. Each entry:
+///
+/// | name | arguments | returns |
+/// |---|---|---|
+/// | `log` | category, message | — |
+/// | `logEnabled` | category | boolean |
+/// | `terminate` | code | (exits) |
+/// | `now` | — | timestamp |
+/// | `setAlarm` | timestamp or nil | the earliest user alarm, for the loop's timeout |
+/// | `isTimestamp`, `tsSeconds` | value | boolean / seconds |
+/// | `realdir` | path | absolute dir with `/`, or nil + error text |
+/// | `readdir` | path | { name = isdir } or nil |
+/// | `fileSize` | path | size or nil |
+/// | `isSymlink` | path | whether the path itself is a symlink |
+/// | `addSync` | config table | sync id |
+/// | `dinfo` | sid, did | etype, status, path, path2 (nil if gone) |
+/// | `dstatus` | sid, did | status or nil |
+/// | `nextWait` | sid | did or nil |
+/// | `getEvents` | sid, test(did) or nil | array of dids |
+/// | `getEventsExcept` | sid, array of etypes | array of dids (getEvents rejecting those types) |
+/// | `includeList` | sid, dids | count, NUL-joined list, newline-joined list or nil |
+/// | `discard` | sid, did | — |
+/// | `blanket`, `fullEvent` | sid[, path] | did |
+/// | `addExclude`, `rmExclude`, `getExcludes`, `getFilters`, `hasFilters`, `appendFilter` | sid, … | SPEC §5.7 |
+/// | `spawn` | sid, did or dids, isList, argv, stdin or nil | pid or nil |
+/// | `exec` | argv | pid or nil |
+/// | `fading` | — | boolean |
+/// | `processInfo` | — | running, global max or nil |
+/// | `processCount` | sid | number |
+/// | `holdSync` | sid, held | — (a sync whose tunnel is not up runs no action) |
+/// | `tunnelsExist` | — | — (the loop ticks tunnels from now on) |
+/// | `kill` | pid, signal | kill(2) result |
+/// | `freePort` | — | port or nil |
+/// | `observeFd` | fd, readable wanted, writable wanted | — (both false: stop observing) |
+/// | `splitQuoted` | string | array of words |
+pub(super) fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
+    let api = lua.create_table()?;
+    for area in AREAS {
+        for (name, f) in area(lua, core)? {
+            if api.contains_key(name)? {
+                return Err(mlua::Error::runtime(format!(
+                    "core.{name} registered twice"
+                )));
+            }
+            api.set(name, f)?;
+        }
+    }
+    Ok(api)
+}
+
+fn sid_check(core: &Core, sid: i64) -> mlua::Result<usize> {
+    usize::try_from(sid)
+        .ok()
+        .filter(|s| *s < core.syncs.len())
+        .ok_or_else(|| mlua::Error::runtime("unknown sync"))
+}
+
+/// A `core` function taking a sync id first: the id is checked, the core borrowed for the call
+/// (which must not call back into Lua), and `f` gets the sync's index and the other arguments.
+fn sync_function<A, R>(
+    lua: &Lua,
+    core: &Shared,
+    f: impl Fn(&Lua, &mut Core, usize, A) -> mlua::Result<R> + 'static,
+) -> mlua::Result<Function>
+where
+    A: mlua::FromLuaMulti,
+    R: mlua::IntoLuaMulti,
+{
+    let core = core.clone();
+    lua.create_function(move |lua, mut args: mlua::MultiValue| {
+        let sid = args.pop_front().unwrap_or(Value::Nil);
+        let sid = match sid {
+            Value::Integer(i) => i,
+            Value::Number(n) => n as i64,
+            _ => return Err(mlua::Error::runtime("unknown sync")),
+        };
+        let rest = A::from_lua_multi(args, lua)?;
+        let mut c = core.borrow_mut();
+        let sid = sid_check(&c, sid)?;
+        f(lua, &mut c, sid, rest)
+    })
+}
+
+/// Byte strings as a Lua array.
+fn string_list(lua: &Lua, items: &[Vec<u8>]) -> mlua::Result<Table> {
+    let v = items
+        .iter()
+        .map(|p| lua.create_string(p))
+        .collect::<mlua::Result<Vec<_>>>()?;
+    lua.create_sequence_from(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The names the prelude calls as `core.NAME`.
+    fn used_by_prelude() -> BTreeSet<String> {
+        let text = super::super::PRELUDE;
+        let mut out = BTreeSet::new();
+        for (i, _) in text.match_indices("core.") {
+            let before = text[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = text[i + 5..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_prelude_uses_exactly_the_registered_names() {
+        let lua = crate::sys::new_lua();
+        let core = std::rc::Rc::new(std::cell::RefCell::new(
+            Core::new(std::time::Instant::now()),
+        ));
+        let api = register_api(&lua, &core).expect("register");
+        let registered: BTreeSet<String> = api
+            .pairs::<String, Value>()
+            .map(|kv| kv.expect("pair").0)
+            .collect();
+        let used = used_by_prelude();
+        let unused: Vec<_> = registered.difference(&used).collect();
+        let missing: Vec<_> = used.difference(&registered).collect();
+        assert!(unused.is_empty(), "registered, never used: {unused:?}");
+        assert!(missing.is_empty(), "used, never registered: {missing:?}");
+        assert!(registered.len() > 30, "{registered:?}");
+    }
+}

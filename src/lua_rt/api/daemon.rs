@@ -1,0 +1,36 @@
+//! The `core` functions for logging, `terminate` and whether the run is fading.
+//!
+//! Owns: these rows of the API table (see `api.rs`). Must not touch: the poll loop, Lua
+//! state beyond the values of one call.
+
+use super::prelude::*;
+
+/// This area's `(name, function)` rows.
+pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
+    rows.push((
+        "log",
+        lua.create_function(|_, (cat, msg): (mlua::String, mlua::String)| {
+            log::log(&cat.as_bytes(), &msg.as_bytes());
+            Ok(())
+        })?,
+    ));
+    rows.push((
+        "logEnabled",
+        lua.create_function(|_, cat: mlua::String| Ok(log::enabled(&cat.as_bytes())))?,
+    ));
+    rows.push((
+        "terminate",
+        lua.create_function(|lua, code: i64| -> mlua::Result<()> {
+            Err(exit_error(lua, ExitCode::requested(code)))
+        })?,
+    ));
+    {
+        let core = core.clone();
+        rows.push((
+            "fading",
+            lua.create_function(move |_, ()| Ok(core.borrow().fading))?,
+        ));
+    }
+    Ok(rows)
+}

@@ -1,0 +1,64 @@
+//! The `core` functions for file-system lookups configs and layers make (`realdir`, `readdir`, sizes, symlinks).
+//!
+//! Owns: these rows of the API table (see `api.rs`). Must not touch: the poll loop, Lua
+//! state beyond the values of one call.
+
+use super::prelude::*;
+
+/// This area's `(name, function)` rows.
+pub(super) fn rows(lua: &Lua, _core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
+    rows.push((
+        "realdir",
+        lua.create_function(|lua, p: Value| {
+            let Some(p) = bytes_of(&p) else {
+                return Ok((Value::Nil, None));
+            };
+            match std::fs::canonicalize(OsStr::from_bytes(&p)) {
+                Ok(abs) => match std::fs::metadata(&abs) {
+                    Ok(m) if m.is_dir() => {
+                        let mut b = abs.into_os_string().into_vec();
+                        if !b.ends_with(b"/") {
+                            b.push(b'/');
+                        }
+                        Ok((Value::String(lua.create_string(&b)?), None))
+                    }
+                    _ => Ok((Value::Nil, Some("is not a directory".to_string()))),
+                },
+                Err(_) => Ok((Value::Nil, None)),
+            }
+        })?,
+    ));
+    rows.push((
+        "readdir",
+        lua.create_function(|lua, p: mlua::String| {
+            let path = OsStr::from_bytes(&p.as_bytes()).to_os_string();
+            let Ok(rd) = std::fs::read_dir(&path) else {
+                log::error([b"cannot open dir [".as_slice(), path.as_bytes(), b"]."].concat());
+                return Ok(Value::Nil);
+            };
+            let t = lua.create_table()?;
+            for e in rd.flatten() {
+                let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                t.set(lua.create_string(e.file_name().as_bytes())?, is_dir)?;
+            }
+            Ok(Value::Table(t))
+        })?,
+    ));
+    rows.push((
+        "fileSize",
+        lua.create_function(|_, p: mlua::String| {
+            Ok(std::fs::metadata(OsStr::from_bytes(&p.as_bytes()))
+                .ok()
+                .map(|m| m.len() as i64))
+        })?,
+    ));
+    rows.push((
+        "isSymlink",
+        lua.create_function(|_, p: mlua::String| {
+            Ok(std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes()))
+                .is_ok_and(|m| m.is_symlink()))
+        })?,
+    ));
+    Ok(rows)
+}
