@@ -470,3 +470,58 @@ fn the_strict_parser_rejects_what_prometheus_rejects() {
         assert!(parse_prometheus(bad).is_err(), "accepted {bad:?}");
     }
 }
+
+#[test]
+fn a_fatal_exit_code_shows_failed_for_that_sync_only_then_ok_after_repair() {
+    let dir = TestDir::new();
+    dir.write("src/a.txt", "a\n");
+    dir.mkdir("src2");
+    // rsync that ends with 1 (a fatal code) while the flag file exists
+    let flag = dir.path("broken");
+    let script = dir.write(
+        "flaky-rsync.sh",
+        format!(
+            "#!/bin/sh\n[ -e '{}' ] && exit 1\nexec '{}' \"$@\"\n",
+            flag.display(),
+            crate::util::rsync_path().display()
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let port = free_port();
+    let config = dir.config(
+        "fatal.lua",
+        &format!(
+            "settings {{ metricsListen = '127.0.0.1:{port}', maxBackoff = 1 }}\n\
+             sync {{ default.rsync, source = {}, target = {}, delay = 0, \
+               rsync = {{ binary = {} }} }}\n\
+             sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+            lua_str(script.to_str().expect("utf8")),
+            lua_str(dir.path_str("src2")),
+            lua_str(dir.path_str("dst2")),
+        ),
+    );
+    let mut d = Daemon::config(&dir, &config, &[] as &[&str]);
+    d.wait_log_count("finished.", 2);
+    std::fs::write(&flag, b"").expect("break the transfer");
+    dir.write("src/b.txt", "b\n");
+    let mut m = BTreeMap::new();
+    d.wait_for("Sync1 failed with exit code 1", || {
+        m = scrape_ok(port);
+        state(&m, "Sync1") == "failed"
+            && m.get("lsyncd_sync_last_failure_exit_code{sync=\"Sync1\"}") == Some(&1.0)
+    });
+    assert_eq!(state(&m, "Sync2"), "ok", "the other sync is not affected");
+    d.wait_for("Sync1's lag to grow", || {
+        sample(&scrape_ok(port), "lsyncd_sync_lag_seconds", "Sync1") >= 2.0
+    });
+    std::fs::remove_file(&flag).expect("repair");
+    d.wait_for("Sync1 ok again with lag 0", || {
+        let m = scrape_ok(port);
+        state(&m, "Sync1") == "ok" && sample(&m, "lsyncd_sync_lag_seconds", "Sync1") == 0.0
+    });
+    assert_eq!(dir.read("dst/b.txt").as_deref(), Some(&b"b\n"[..]));
+    assert_eq!(d.terminate(), 143);
+}
