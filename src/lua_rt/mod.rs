@@ -594,6 +594,41 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         .and_then(|v| bytes_of(&v))
         .unwrap_or_default();
     let source: mlua::String = config.get("source")?;
+    let mut excludes = config_excludes(lua, config)?;
+    let delay = match config.get::<Value>("delay")? {
+        Value::Nil => None,
+        v => match num_of(&v) {
+            Some(n) if n >= 0.0 => Some(n),
+            _ => return Err(mlua::Error::runtime("delay must be a number and >= 0")),
+        },
+    };
+    config_pattern_files(lua, config, &mut excludes)?;
+    let crontab = config_crontab(lua, config, &name)?;
+    let count = |key: &str, default: usize| config_count(config, key, default);
+    Ok(SyncJob {
+        name,
+        source: source.as_bytes().to_vec(),
+        delay,
+        max_delays: count("maxDelays", 1000)?,
+        max_processes: count("maxProcesses", 1)?,
+        on_move: truthy(&config.get::<Value>("onMove")?),
+        subdirs: !matches!(config.get::<Value>("subdirs")?, Value::Boolean(false)),
+        has_init: truthy(&config.get::<Value>("init")?),
+        excludes,
+        delays: crate::delay::DelayList::new(),
+        processes: Default::default(),
+        init_done: false,
+        disabled: false,
+        held: false,
+        crontab,
+        cron_next: None,
+        health: Default::default(),
+        backoff: Default::default(),
+    })
+}
+
+/// `filter` and `exclude` of a sync's config (SPEC §5.7).
+fn config_excludes(lua: &Lua, config: &Table) -> mlua::Result<crate::exclude::Excludes> {
     let mut excludes = crate::exclude::Excludes::new();
     match config.get::<Value>("filter")? {
         Value::Nil => {}
@@ -628,13 +663,15 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
             ))
         }
     }
-    let delay = match config.get::<Value>("delay")? {
-        Value::Nil => None,
-        v => match num_of(&v) {
-            Some(n) if n >= 0.0 => Some(n),
-            _ => return Err(mlua::Error::runtime("delay must be a number and >= 0")),
-        },
-    };
+    Ok(excludes)
+}
+
+/// `filterFrom` and `excludeFrom`: a file that cannot be read is fatal (SPEC §5.7).
+fn config_pattern_files(
+    lua: &Lua,
+    config: &Table,
+    excludes: &mut crate::exclude::Excludes,
+) -> mlua::Result<()> {
     if let Some(f) = config.get::<Option<mlua::String>>("filterFrom")? {
         let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
         excludes.enable_filters();
@@ -666,6 +703,15 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
             }
         }
     }
+    Ok(())
+}
+
+/// `crontab` rules (SPEC §14.3): an invalid rule is fatal.
+fn config_crontab(
+    lua: &Lua,
+    config: &Table,
+    name: &[u8],
+) -> mlua::Result<Vec<crate::crontab::CronRule>> {
     let mut crontab = Vec::new();
     if let Some(rules) = config.get::<Option<Table>>("crontab")? {
         for (i, rule) in rules.sequence_values::<mlua::String>().enumerate() {
@@ -676,7 +722,7 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
                 Err(e) => {
                     log::error(format!(
                         "Sync: {} - crontab rule {} is not valid: {e} . Rule: {text}",
-                        String::from_utf8_lossy(&name),
+                        String::from_utf8_lossy(name),
                         i + 1
                     ));
                     return Err(exit_error(lua, ExitCode::Fatal));
@@ -684,39 +730,22 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
             }
         }
     }
-    let count = |key: &str, default: usize| -> mlua::Result<usize> {
-        Ok(match config.get::<Value>(key)? {
-            v @ (Value::Integer(_) | Value::Number(_)) => {
-                let n = num_of(&v).unwrap_or(default as f64);
-                if n < 1.0 {
-                    1
-                } else if n > usize::MAX as f64 / 2.0 {
-                    usize::MAX / 2
-                } else {
-                    n as usize
-                }
+    Ok(crontab)
+}
+
+/// A count setting (`maxDelays`, `maxProcesses`): at least 1, `default` when not a number.
+fn config_count(config: &Table, key: &str, default: usize) -> mlua::Result<usize> {
+    Ok(match config.get::<Value>(key)? {
+        v @ (Value::Integer(_) | Value::Number(_)) => {
+            let n = num_of(&v).unwrap_or(default as f64);
+            if n < 1.0 {
+                1
+            } else if n > usize::MAX as f64 / 2.0 {
+                usize::MAX / 2
+            } else {
+                n as usize
             }
-            _ => default,
-        })
-    };
-    Ok(SyncJob {
-        name,
-        source: source.as_bytes().to_vec(),
-        delay,
-        max_delays: count("maxDelays", 1000)?,
-        max_processes: count("maxProcesses", 1)?,
-        on_move: truthy(&config.get::<Value>("onMove")?),
-        subdirs: !matches!(config.get::<Value>("subdirs")?, Value::Boolean(false)),
-        has_init: truthy(&config.get::<Value>("init")?),
-        excludes,
-        delays: crate::delay::DelayList::new(),
-        processes: Default::default(),
-        init_done: false,
-        disabled: false,
-        held: false,
-        crontab,
-        cron_next: None,
-        health: Default::default(),
-        backoff: Default::default(),
+        }
+        _ => default,
     })
 }

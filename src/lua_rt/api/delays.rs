@@ -7,6 +7,15 @@ use super::prelude::*;
 
 /// This area's `(name, function)` rows.
 pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    rows.extend(sync_rows(lua, core)?);
+    rows.extend(walk_rows(lua, core)?);
+    rows.extend(change_rows(lua, core)?);
+    Ok(rows)
+}
+
+/// `addSync` and what Lua asks about one delay.
+fn sync_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     {
         let core = core.clone();
@@ -56,6 +65,12 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
                 .map(|d| d.0 as i64))
         })?,
     ));
+    Ok(rows)
+}
+
+/// The getDelays walks and the include list of an event list.
+fn walk_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
     {
         let core = core.clone();
         rows.push((
@@ -129,6 +144,12 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             })?,
         ));
     }
+    Ok(rows)
+}
+
+/// Discarding delays and queueing synthetic ones.
+fn change_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
     rows.push((
         "discard",
         sync_function(lua, core, |_, c, sid, did: i64| {

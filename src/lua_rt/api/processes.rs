@@ -7,6 +7,14 @@ use super::prelude::*;
 
 /// This area's `(name, function)` rows.
 pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    rows.extend(spawn_rows(lua, core)?);
+    rows.extend(count_rows(lua, core)?);
+    Ok(rows)
+}
+
+/// Starting processes: for events (`spawn`) and unbound (`exec`).
+fn spawn_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     {
         let core = core.clone();
@@ -57,6 +65,12 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             })?,
         ));
     }
+    Ok(rows)
+}
+
+/// Process counts, signals and observed fds.
+fn count_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+    let mut rows: Vec<Row> = Vec::new();
     {
         let core = core.clone();
         rows.push((
