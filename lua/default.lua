@@ -58,6 +58,7 @@ default.checkgauge = {
 	init = true,
 	maxDelays = true,
 	maxProcesses = true,
+	monitor = true,
 	onAttrib = true,
 	onCreate = true,
 	onDelete = true,

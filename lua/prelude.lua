@@ -93,7 +93,7 @@ local settingsKeys = {
 	logfile = true, pidfile = true, nodaemon = true, onepass = true,
 	statusFile = true, statusInterval = true, logfacility = true,
 	logident = true, insist = true, inotifyMode = true,
-	maxProcesses = true, maxDelays = true, maxBackoff = true,
+	maxProcesses = true, maxDelays = true, maxBackoff = true, monitor = true,
 	statusFormat = true, metricsFile = true, metricsListen = true,
 }
 
@@ -862,8 +862,10 @@ addSync = function( opts, where )
 		core.log( 'Error', where .. 'no actions specified.' )
 		core.terminate( -1 )
 	end
-	local monitor = config.monitor or settingsTable.monitor or 'inotify'
-	if monitor ~= 'inotify' then
+	-- -monitor wins; a sync naming none gets settings{}'s at initialization (settings{} may
+	-- come after sync{} in the config)
+	local monitor = cliSettings.monitor or config.monitor
+	if monitor ~= nil and monitor ~= 'inotify' and monitor ~= 'fanotify' and monitor ~= 'auto' then
 		core.log( 'Error', where .. 'event monitor "' .. tostring( monitor ) .. '" unknown.' )
 		core.terminate( -1 )
 	end
@@ -1082,6 +1084,9 @@ function hooks.initialize( shortcuts )
 		else
 			addSync( { default.direct, source = s.source, target = s.target }, '' )
 		end
+	end
+	for _, s in pairs( syncsL ) do
+		if s.config.monitor == nil then s.config.monitor = settingsTable.monitor or 'inotify' end
 	end
 	if settingsTable.statusInterval == nil then
 		settingsTable.statusInterval = default.statusInterval

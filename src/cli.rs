@@ -347,9 +347,17 @@ impl CliExit {
     }
 }
 
-/// The `-monitor` listing (SPEC §1.2): only inotify exists on Linux.
+/// The `-monitor` listing (SPEC §1.2): the monitor names `-monitor` and the `monitor` key
+/// take (`auto`: fanotify where usable, else inotify).
 pub(crate) fn monitors_text() -> String {
-    "This Lsyncd supports these monitors:\n   inotify\n\n".to_string()
+    let mut text = String::from("This Lsyncd supports these monitors:\n");
+    for name in crate::watch::MONITOR_NAMES {
+        text.push_str("   ");
+        text.push_str(name);
+        text.push('\n');
+    }
+    text.push('\n');
+    text
 }
 
 /// The `-help` text (SPEC §1.4 layout): version lines, USAGE, OPTIONS (description column 22),
@@ -809,7 +817,8 @@ mod tests {
             CliExit::Monitors.output("0.1.0"),
             (
                 Stream::Stdout,
-                "This Lsyncd supports these monitors:\n   inotify\n\n".to_string()
+                "This Lsyncd supports these monitors:\n   inotify\n   fanotify\n   auto\n\n"
+                    .to_string()
             )
         );
         assert_eq!(

@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStringExt;
 use mlua::{Table, Value};
 
 use crate::log;
+use crate::watch::{MonitorChoice, MONITOR_NAMES};
 
 /// The settings of one run, CLI values already merged over the config's.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +32,8 @@ pub(crate) struct Settings {
     /// Raw `inotifyMode`; validated when the first watch is added (SPEC §2.9).
     pub(crate) inotify_mode: Option<Vec<u8>>,
     pub(crate) max_processes: Option<usize>,
+    /// `monitor` (`-monitor` or `settings{}`): the monitor of syncs that name none.
+    pub(crate) monitor: Option<MonitorChoice>,
     /// `statusFormat`: upstream's text or JSON.
     pub(crate) status_format: crate::status::StatusFormat,
     /// `metricsFile`: Prometheus text rewritten with the status file.
@@ -98,7 +101,18 @@ impl Settings {
                 })?)
             }
         };
+        let monitor = match bytes(&get("monitor")) {
+            None => None,
+            Some(name) => Some(MonitorChoice::parse(&name).ok_or_else(|| {
+                format!(
+                    "settings: monitor \"{}\" unknown (known: {}).",
+                    String::from_utf8_lossy(&name),
+                    MONITOR_NAMES.join(", ")
+                )
+            })?),
+        };
         Ok(Settings {
+            monitor,
             status_format,
             metrics_file: path("metricsFile"),
             metrics_listen,
@@ -175,6 +189,18 @@ mod tests {
         assert!(e.contains("\"9101\""), "{e}");
         let e = settings_of("return { statusFormat='xml' }").expect_err("error");
         assert!(e.starts_with("settings.statusFormat: "), "{e}");
+    }
+
+    #[test]
+    fn monitor_names_parse_and_an_unknown_one_is_an_error_naming_it() {
+        let s = settings_of("return { monitor='auto' }").expect("settings");
+        assert_eq!(s.monitor, Some(MonitorChoice::Auto));
+        assert_eq!(settings_of("return {}").expect("settings").monitor, None);
+        let e = settings_of("return { monitor='fsevents' }").expect_err("error");
+        assert_eq!(
+            e,
+            "settings: monitor \"fsevents\" unknown (known: inotify, fanotify, auto)."
+        );
     }
 
     #[test]

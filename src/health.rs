@@ -247,6 +247,8 @@ pub(crate) fn unix_secs(t: SystemTime) -> f64 {
 pub(crate) struct SyncView {
     pub(crate) name: Vec<u8>,
     pub(crate) source: Vec<u8>,
+    /// `inotify` or `fanotify`.
+    pub(crate) monitor: &'static str,
     pub(crate) state: SyncState,
     /// Delays queued (waiting, blocked or being transferred).
     pub(crate) pending: usize,
@@ -281,6 +283,7 @@ impl Snapshot {
             .map(|s| SyncView {
                 name: s.name.clone(),
                 source: s.source.clone(),
+                monitor: s.monitor.name(),
                 state: s.health.state(),
                 pending: s.delays.len(),
                 lag_secs: s
@@ -386,6 +389,7 @@ mod tests {
         let view = |state, code: Option<i32>, pending, lag| SyncView {
             name: b"s".to_vec(),
             source: b"/s/".to_vec(),
+            monitor: "inotify",
             state,
             pending,
             lag_secs: lag,

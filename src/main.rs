@@ -20,6 +20,7 @@ mod health;
 mod log;
 mod lua_rt;
 mod metrics;
+mod monitor_start;
 mod notify;
 mod retry;
 mod shutdown;

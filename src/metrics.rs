@@ -353,6 +353,7 @@ mod tests {
         let view = SyncView {
             name: b"x".to_vec(),
             source: b"/x/".to_vec(),
+            monitor: "inotify",
             state: SyncState::Retrying,
             pending: 3,
             lag_secs: 7,

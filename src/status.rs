@@ -17,7 +17,7 @@ use crate::log;
 use crate::metrics;
 use crate::sync::{describe_delay, Core};
 use crate::sys;
-use crate::watch::Watcher;
+use crate::watch::Monitors;
 
 /// `settings{ statusFormat }`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl StatusWriter {
     pub(crate) fn maybe_write(
         &mut self,
         core: &Core,
-        watcher: &Watcher,
+        watcher: &Monitors,
         daemon: &DaemonHealth,
         tunnels: &mut dyn FnMut() -> Vec<u8>,
     ) {
@@ -195,6 +195,7 @@ pub(crate) fn render_json(snap: &Snapshot) -> Vec<u8> {
         json_str(&mut o, &s.name);
         o.push_str(",\"source\":");
         json_str(&mut o, &s.source);
+        let _ = write!(o, ",\"monitor\":\"{}\"", s.monitor);
         let _ = write!(
             o,
             ",\"state\":\"{}\",\"pending\":{},\"lag_seconds\":{},\"running\":{},\
@@ -239,7 +240,7 @@ pub(crate) fn render_json(snap: &Snapshot) -> Vec<u8> {
 }
 
 /// The report, in upstream's layout.
-pub(crate) fn render(core: &Core, watcher: &Watcher, tunnel_section: &[u8]) -> Vec<u8> {
+pub(crate) fn render(core: &Core, watcher: &Monitors, tunnel_section: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let now = sys::local_time_now();
     out.extend_from_slice(format!("Lsyncd status report at {}\n\n", now.ctime()).as_bytes());
@@ -260,6 +261,10 @@ pub(crate) fn render(core: &Core, watcher: &Watcher, tunnel_section: &[u8]) -> V
                 .as_bytes(),
             );
         }
+        // Upstream's layout stays exact while every sync uses inotify.
+        if watcher.fanotify().is_some_and(|f| f.roots() > 0) {
+            out.extend_from_slice(format!("Monitor: {}\n", s.monitor.name()).as_bytes());
+        }
         out.extend_from_slice(format!("There are {} delays\n", s.delays.len()).as_bytes());
         for (_, d) in s.delays.iter() {
             out.extend_from_slice(format!("{:<7}", d.status.as_str()).as_bytes());
@@ -278,6 +283,26 @@ pub(crate) fn render(core: &Core, watcher: &Watcher, tunnel_section: &[u8]) -> V
         out.extend_from_slice(b"\n\n");
     }
     out.extend_from_slice(tunnel_section);
+    if let Some(fan) = watcher.fanotify().filter(|f| f.roots() > 0) {
+        let s = fan.stats;
+        out.extend_from_slice(
+            format!(
+                "Fanotify watching {} sources: {} records read, {} outside the sources, {} \
+                 directory cache hits, {} of gone directories dropped\n",
+                fan.roots(),
+                s.records,
+                s.outside,
+                s.cache_hits,
+                s.stale
+            )
+            .as_bytes(),
+        );
+        fan.for_each_mark(&mut |path, fs| {
+            out.extend_from_slice(b"  filesystem of ");
+            out.extend_from_slice(path);
+            out.extend_from_slice(format!(" ({fs})\n").as_bytes());
+        });
+    }
     out.extend_from_slice(format!("Inotify watching {} directories\n", watcher.len()).as_bytes());
     watcher.for_each(&mut |wd, path| {
         out.extend_from_slice(format!("  {wd}: ").as_bytes());

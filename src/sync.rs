@@ -21,7 +21,7 @@ use crate::health::{self, SyncHealth};
 use crate::log;
 use crate::retry::{Backoff, Failure, State};
 use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
-use crate::watch::{FsEvent, FsKind};
+use crate::watch::{FsEvent, FsKind, Monitor, MonitorChoice};
 
 /// What a running child was spawned for.
 #[derive(Debug)]
@@ -69,6 +69,10 @@ pub(crate) struct SyncJob {
     pub(crate) crontab: Vec<crate::crontab::CronRule>,
     /// When the next crontab rule is due.
     pub(crate) cron_next: Option<Instant>,
+    /// The `monitor` key of this `sync{}` (or `-monitor`), if given; else `settings{}`'s.
+    pub(crate) monitor_choice: Option<MonitorChoice>,
+    /// The monitor its events come from, decided at startup.
+    pub(crate) monitor: Monitor,
     /// What reports show about this sync.
     pub(crate) health: SyncHealth,
     /// Failed attempts and the wait before the next one.
@@ -169,9 +173,13 @@ impl Core {
         }
     }
 
-    /// Whether some sync wants a watch on this absolute directory path (SPEC §3.2 step 1).
-    pub(crate) fn concerns(&self, abs_dir: &[u8]) -> bool {
-        self.syncs.iter().any(|s| Self::sync_concerns(s, abs_dir))
+    /// Whether some sync using `monitor` wants a watch on this absolute directory path (SPEC
+    /// §3.2 step 1).
+    pub(crate) fn concerns(&self, monitor: Monitor, abs_dir: &[u8]) -> bool {
+        self.syncs
+            .iter()
+            .filter(|s| s.monitor == monitor)
+            .any(|s| Self::sync_concerns(s, abs_dir))
     }
 
     /// Whether sync `s` wants a watch on this absolute directory path.
@@ -192,6 +200,9 @@ impl Core {
         let mut built: Vec<(usize, Rel, Rel)> = Vec::new();
         for sid in 0..self.syncs.len() {
             let s = &self.syncs[sid];
+            if s.monitor != ev.monitor {
+                continue;
+            }
             let same = built
                 .iter()
                 .find(|(j, ..)| self.syncs[*j].source == s.source);
@@ -807,6 +818,8 @@ mod tests {
             cron_next: None,
             health: Default::default(),
             backoff: Default::default(),
+            monitor_choice: None,
+            monitor: Monitor::Inotify,
         }
     }
 
@@ -819,6 +832,7 @@ mod tests {
             kind: FsKind::Create,
             path: b"/src/d/f".to_vec(),
             path2: None,
+            monitor: Monitor::Inotify,
         };
         core.dispatch(&ev, now);
         let path = |sid: usize| {

@@ -1,7 +1,8 @@
 //! Every `unsafe` block and every raw libc call of the crate; only safe wrappers leave this file.
 //!
 //! Owns: fork + exec of children (with the child-side setup between the two), `waitpid`,
-//! `pipe2`, `kill`, `getpid`, the SIGPIPE disposition of the daemon, `realpath`.
+//! `pipe2`, `kill`, `getpid`, the SIGPIPE disposition of the daemon, `realpath`, the fanotify
+//! calls (`fanotify_init`, `fanotify_mark`, `name_to_handle_at`, `open_by_handle_at`, `fstatfs`).
 //! Must not touch: logging, Lua, the event loop, any policy. Callers in `spawn.rs` decide *what*
 //! to run; this file only knows *how* to do it without undefined behaviour.
 //!
@@ -469,6 +470,119 @@ pub(crate) fn poll_now(fds: &[(RawFd, bool, bool)]) -> Vec<(RawFd, bool, bool)> 
         })
         .filter(|&(_, r, w)| r || w)
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// fanotify (the fanotify monitor, `watch/fanotify.rs`)
+
+/// `MAX_HANDLE_SZ` of `<fcntl.h>`: the largest file handle the kernel hands out.
+pub(crate) const MAX_HANDLE_SZ: usize = 128;
+
+/// `fanotify_init(flags, O_RDONLY | O_CLOEXEC | O_LARGEFILE)`. The caller passes
+/// `FAN_CLOEXEC | FAN_NONBLOCK` in `flags`.
+pub(crate) fn fanotify_init(flags: u32) -> io::Result<OwnedFd> {
+    let event_flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_LARGEFILE) as libc::c_uint;
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt(unsafe { libc::fanotify_init(flags, event_flags) })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fanotify_mark(group, flags, mask, AT_FDCWD, path)`.
+pub(crate) fn fanotify_mark(
+    group: BorrowedFd<'_>,
+    flags: u32,
+    mask: u64,
+    path: &[u8],
+) -> io::Result<()> {
+    let path = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `group` is a live fd, `path` a NUL-terminated string that outlives the call.
+    cvt(unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            flags,
+            mask,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+        )
+    })
+    .map(drop)
+}
+
+/// A `struct file_handle` buffer: `handle_bytes u32, handle_type i32, f_handle[]`, kept in
+/// `u32`s so the struct's 4-byte alignment holds.
+fn handle_buf(handle_type: i32, handle: &[u8]) -> Vec<u32> {
+    let mut buf = vec![0u32; 2 + MAX_HANDLE_SZ.div_ceil(4)];
+    let n = handle.len().min(MAX_HANDLE_SZ);
+    buf[0] = n as u32;
+    buf[1] = handle_type as u32;
+    for (i, chunk) in handle[..n].chunks(4).enumerate() {
+        let mut word = [0u8; 4];
+        word[..chunk.len()].copy_from_slice(chunk);
+        buf[2 + i] = u32::from_ne_bytes(word);
+    }
+    buf
+}
+
+/// `name_to_handle_at(AT_FDCWD, path, ..., 0)`: the handle type and bytes of `path` (not
+/// following a final symlink: callers pass directories).
+pub(crate) fn name_to_handle(path: &[u8]) -> io::Result<(i32, Vec<u8>)> {
+    let cpath = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut buf = handle_buf(0, &[]);
+    buf[0] = MAX_HANDLE_SZ as u32;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `buf` is a 4-byte aligned file_handle with room for MAX_HANDLE_SZ bytes, as
+    // `handle_bytes` says; `cpath` and `mount_id` outlive the call.
+    cvt(unsafe {
+        libc::name_to_handle_at(
+            libc::AT_FDCWD,
+            cpath.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::file_handle>(),
+            &mut mount_id,
+            0,
+        )
+    })?;
+    let n = (buf[0] as usize).min(MAX_HANDLE_SZ);
+    let bytes: Vec<u8> = buf[2..]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(n)
+        .collect();
+    Ok((buf[1] as i32, bytes))
+}
+
+/// `open_by_handle_at(mount_fd, handle, O_PATH | O_CLOEXEC)`. Needs CAP_DAC_READ_SEARCH;
+/// `ESTALE` once the object is gone.
+pub(crate) fn open_by_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle_type: i32,
+    handle: &[u8],
+) -> io::Result<OwnedFd> {
+    let mut buf = handle_buf(handle_type, handle);
+    // SAFETY: `buf` is a 4-byte aligned file_handle whose `handle_bytes` matches the bytes that
+    // follow it; `mount_fd` is a live fd.
+    let fd = cvt(unsafe {
+        libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            buf.as_mut_ptr().cast::<libc::file_handle>(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fstatfs(fd)`: the filesystem type (`f_type`) and id (`f_fsid`, as fanotify reports it).
+pub(crate) fn fs_type_and_id(fd: BorrowedFd<'_>) -> io::Result<(i64, [i32; 2])> {
+    // SAFETY: `statfs` is plain old data; all-zero is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is live and `st` is a properly sized, writable statfs.
+    cvt(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    // SAFETY: `fsid_t` is `#[repr(C)] struct { __val: [c_int; 2] }`, so it can be read as
+    // `[i32; 2]`; `read_unaligned` needs no alignment.
+    let fsid: [i32; 2] =
+        unsafe { ptr::read_unaligned(ptr::addr_of!(st.f_fsid).cast::<[i32; 2]>()) };
+    Ok((st.f_type as i64, fsid))
 }
 
 #[cfg(test)]

@@ -171,12 +171,12 @@ fn runner_option_with_missing_file_is_reported() {
 }
 
 #[test]
-fn monitor_as_last_argument_lists_inotify() {
+fn monitor_as_last_argument_lists_the_monitors() {
     let dir = TestDir::new();
     let r = run(&dir, &["-monitor"]);
     assert_eq!(r.code, 255, "{r:?}");
     assert_eq!(
-        r.stdout, "This Lsyncd supports these monitors:\n   inotify\n\n",
+        r.stdout, "This Lsyncd supports these monitors:\n   inotify\n   fanotify\n   auto\n\n",
         "{r:?}"
     );
 }

@@ -2,7 +2,7 @@
 //! (or never in the source) disappear from the target at startup, and whether files deleted
 //! while it runs disappear then.
 
-use crate::util::{rsync_path, Daemon, TestDir};
+use crate::util::{rsync_path, Daemon, Mon, TestDir};
 
 fn config(mode: &str) -> String {
     format!(
@@ -11,9 +11,9 @@ fn config(mode: &str) -> String {
 }
 
 /// Runs the scenario for one `delete` value and checks the expected outcome.
-fn check_delete_mode(mode: &str, deletes_at_startup: bool, deletes_while_running: bool) {
+fn check_delete_mode(mon: Mon, mode: &str, deletes_at_startup: bool, deletes_while_running: bool) {
     rsync_path();
-    let dir = TestDir::new();
+    let dir = TestDir::with_monitor(mon);
     let cfg = dir.config("delete.lua", &config(mode));
     dir.write("src/keep.txt", "keep\n");
     dir.write("src/gone-while-stopped.txt", "soon gone\n");
@@ -66,37 +66,42 @@ fn check_delete_mode(mode: &str, deletes_at_startup: bool, deletes_while_running
     assert!(dir.exists("dst/keep.txt"));
 }
 
-#[test]
-fn delete_true_removes_at_startup_and_while_running() {
-    check_delete_mode("true", true, true);
+both_monitors! {
+    fn delete_true_removes_at_startup_and_while_running(mon) {
+        check_delete_mode(mon, "true", true, true);
+    }
 }
 
-#[test]
-fn delete_false_never_removes_from_target() {
-    check_delete_mode("false", false, false);
+both_monitors! {
+    fn delete_false_never_removes_from_target(mon) {
+        check_delete_mode(mon, "false", false, false);
+    }
 }
 
-#[test]
-fn delete_startup_removes_only_at_startup() {
-    check_delete_mode("'startup'", true, false);
+both_monitors! {
+    fn delete_startup_removes_only_at_startup(mon) {
+        check_delete_mode(mon, "'startup'", true, false);
+    }
 }
 
-#[test]
-fn delete_running_removes_only_while_running() {
-    check_delete_mode("'running'", false, true);
+both_monitors! {
+    fn delete_running_removes_only_while_running(mon) {
+        check_delete_mode(mon, "'running'", false, true);
+    }
 }
 
-#[test]
-fn delete_default_is_true_for_rsync_shortcut() {
-    rsync_path();
-    let dir = TestDir::new();
-    dir.write("src/keep.txt", "keep\n");
-    dir.write("src/victim.txt", "victim\n");
-    dir.write("dst/stray.txt", "stray\n");
-    let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
-    let mut d = Daemon::start(&dir, &["-delay", "1", "-rsync", &src, &dst]);
-    d.wait_startup();
-    d.wait_trees_equal(&dir.src(), &dir.dst());
-    dir.remove("src/victim.txt");
-    d.wait_trees_equal(&dir.src(), &dir.dst());
+both_monitors! {
+    fn delete_default_is_true_for_rsync_shortcut(mon) {
+        rsync_path();
+        let dir = TestDir::with_monitor(mon);
+        dir.write("src/keep.txt", "keep\n");
+        dir.write("src/victim.txt", "victim\n");
+        dir.write("dst/stray.txt", "stray\n");
+        let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
+        let mut d = Daemon::start(&dir, &["-delay", "1", "-rsync", &src, &dst]);
+        d.wait_startup();
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        dir.remove("src/victim.txt");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+    }
 }

@@ -76,37 +76,38 @@ fn assert_excluded_absent(dir: &TestDir, d: &Daemon, paths: &[&str]) {
     );
 }
 
-#[test]
-fn excluded_paths_never_reach_the_target_at_startup_or_live() {
-    rsync_path();
-    let dir = TestDir::new();
-    dir.write("excludes.txt", EXCLUDE_FILE);
-    for p in KEPT.iter().chain(EXCLUDED) {
-        dir.write(format!("src/{p}"), format!("{p}\n"));
-    }
-    let mut d = Daemon::config(&dir, &fixture("excludes.lua"), &[] as &[&str]);
-    d.wait_startup();
-    for p in KEPT {
-        d.wait_for(&format!("{p} mirrored"), || {
-            dir.read(format!("dst/{p}")) == Some(format!("{p}\n").into_bytes())
-        });
-    }
-    assert_excluded_absent(&dir, &d, EXCLUDED);
+both_monitors! {
+    fn excluded_paths_never_reach_the_target_at_startup_or_live(mon) {
+        rsync_path();
+        let dir = TestDir::with_monitor(mon);
+        dir.write("excludes.txt", EXCLUDE_FILE);
+        for p in KEPT.iter().chain(EXCLUDED) {
+            dir.write(format!("src/{p}"), format!("{p}\n"));
+        }
+        let mut d = Daemon::config(&dir, &fixture("excludes.lua"), &[] as &[&str]);
+        d.wait_startup();
+        for p in KEPT {
+            d.wait_for(&format!("{p} mirrored"), || {
+                dir.read(format!("dst/{p}")) == Some(format!("{p}\n").into_bytes())
+            });
+        }
+        assert_excluded_absent(&dir, &d, EXCLUDED);
 
-    // Live: excluded files first, then the mirrored ones, then a marker last.
-    for p in EXCLUDED_LIVE.iter().chain(KEPT_LIVE) {
-        dir.write(format!("src/{p}"), format!("{p}\n"));
-    }
-    dir.write("src/zz-marker", "last\n");
-    for p in KEPT_LIVE.iter().chain(&["zz-marker"]) {
-        d.wait_for(&format!("{p} mirrored"), || dir.exists(format!("dst/{p}")));
-    }
-    assert_excluded_absent(&dir, &d, EXCLUDED);
-    assert_excluded_absent(&dir, &d, EXCLUDED_LIVE);
+        // Live: excluded files first, then the mirrored ones, then a marker last.
+        for p in EXCLUDED_LIVE.iter().chain(KEPT_LIVE) {
+            dir.write(format!("src/{p}"), format!("{p}\n"));
+        }
+        dir.write("src/zz-marker", "last\n");
+        for p in KEPT_LIVE.iter().chain(&["zz-marker"]) {
+            d.wait_for(&format!("{p} mirrored"), || dir.exists(format!("dst/{p}")));
+        }
+        assert_excluded_absent(&dir, &d, EXCLUDED);
+        assert_excluded_absent(&dir, &d, EXCLUDED_LIVE);
 
-    // Modifying an excluded file that exists in the source changes nothing either.
-    dir.write("src/x.tmp", "changed\n");
-    dir.write("src/zz-marker2", "last\n");
-    d.wait_for("zz-marker2 mirrored", || dir.exists("dst/zz-marker2"));
-    assert_excluded_absent(&dir, &d, EXCLUDED);
+        // Modifying an excluded file that exists in the source changes nothing either.
+        dir.write("src/x.tmp", "changed\n");
+        dir.write("src/zz-marker2", "last\n");
+        d.wait_for("zz-marker2 mirrored", || dir.exists("dst/zz-marker2"));
+        assert_excluded_absent(&dir, &d, EXCLUDED);
+    }
 }

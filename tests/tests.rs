@@ -33,6 +33,7 @@ mod direct;
 mod exclude_sync;
 mod exits;
 mod explain;
+mod fanotify;
 mod fanout;
 mod faults;
 mod harness;

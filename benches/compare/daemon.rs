@@ -49,9 +49,19 @@ pub(crate) struct Daemon {
     pub(crate) what: String,
 }
 
+/// `-monitor NAME` for the daemons started from now on (ours only: the fanotify rows).
+static MONITOR: std::sync::Mutex<Option<&'static str>> = std::sync::Mutex::new(None);
+
+pub(crate) fn set_monitor(m: Option<&'static str>) {
+    *MONITOR.lock().unwrap_or_else(|e| e.into_inner()) = m;
+}
+
 impl Daemon {
     pub(crate) fn start(bin: &Path, conf: &Path, log: &Path) -> Res<Daemon> {
         let mut cmd = Command::new(bin);
+        if let Some(m) = *MONITOR.lock().unwrap_or_else(|e| e.into_inner()) {
+            cmd.args(["-monitor", m]);
+        }
         cmd.args(["-nodaemon", "-log", "scarce"])
             .arg(conf)
             .process_group(0);

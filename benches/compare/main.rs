@@ -15,6 +15,8 @@
 //! - W3 latency with delay=0 and real rsync: one file every 200 ms, time until it is in the target;
 //! - W4 churn: seeded random creates, modifies, deletes and renames of files and directories with
 //!   real rsync, delay=1; time from the last operation until the trees compare equal;
+//! - fan: the fanotify monitor against our inotify mode: W1 startup, W2 CPU per file and for
+//!   creates outside the source, W4 churn converging;
 //! - W5 fan-out: 1 and 10 syncs on one 100 x 1 000-directory source: startup time and CPU, peak
 //!   RSS, CPU per created file per sync, and the 10 / 1 ratios.
 //!
@@ -43,6 +45,7 @@ mod w2b;
 mod w3;
 mod w4;
 mod w5;
+mod wfan;
 
 pub(crate) use daemon::*;
 pub(crate) use host::*;
@@ -158,13 +161,14 @@ fn run() -> Res<()> {
     let t = Instant::now();
     let mut loads = vec![];
     type Workload = fn(&Ctx, &mut Report) -> Res<()>;
-    let workloads: [(&str, Workload); 6] = [
+    let workloads: [(&str, Workload); 7] = [
         ("w1", w1::run),
         ("w2", w2::run),
         ("w2b", w2b::run),
         ("w3", w3::run),
         ("w4", w4::run),
         ("w5", w5::run),
+        ("fan", wfan::run),
     ];
     for (n, f) in workloads {
         if o.runs(n) {

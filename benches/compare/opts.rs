@@ -12,7 +12,7 @@ usage: cargo bench --bench compare -- [OPTIONS]
   --rounds N            rounds of ours/upstream (default 3; quick: 1)
   --ours PATH           our binary (default target/release/lsyncd)
   --upstream PATH       upstream binary (default /usr/bin/lsyncd)
-  --only LIST           comma-separated workloads to run: w1,w2,w2b,w3,w4,w5
+  --only LIST           comma-separated workloads to run: w1,w2,w2b,w3,w4,w5,fan
   --out PATH            report file (default target/bench/report.md)
   --scratch DIR         where scratch trees go (default /dev/shm when writable, else the temp dir)
   --seed N              seed of the W4 operations (default 7)

@@ -39,12 +39,13 @@ use crate::health::{DaemonHealth, Snapshot};
 use crate::log;
 use crate::lua_rt::Runtime;
 use crate::metrics::MetricsServer;
+use crate::monitor_start::{deregister_monitors, register_monitors, start_monitors};
 use crate::notify::{Notifier, Progress};
 use crate::shutdown;
 use crate::signals::Signals;
 use crate::sync::{Core, Ended};
 use crate::sys;
-use crate::watch::{InotifyMode, WatchError, Watcher};
+use crate::watch::{InotifyMode, Monitors, WatchError};
 
 const INOTIFY: Token = Token(0);
 const SIGNALS: Token = Token(1);
@@ -206,26 +207,6 @@ fn enter_running(p: &mut Process, settings: &Settings, first: bool) -> Result<()
     Ok(())
 }
 
-/// The inotify instance of a run, registered with the poll.
-fn start_watching(p: &Process, settings: &Settings) -> Result<Watcher, ExitCode> {
-    let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"))
-        .map_err(fatal)?;
-    let watcher = Watcher::new(mode).map_err(|e| {
-        fatal(format!(
-            "Cannot access inotify monitor! ( {} : {} )",
-            e.raw_os_error().unwrap_or(0),
-            e
-        ))
-    })?;
-    let ifd = watcher.as_raw_fd();
-    log::with(b"Inotify", || format!("inotify fd = {ifd}").into_bytes());
-    p.poll
-        .registry()
-        .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
-        .map_err(|e| fatal(format!("cannot watch the inotify fd: {e}")))?;
-    Ok(watcher)
-}
-
 /// Startup through the end of one run.
 fn run_once(
     cli: &Cli,
@@ -273,30 +254,20 @@ fn start_syncs(
     settings: &Settings,
 ) -> Result<RunEnd, ExitCode> {
     rt.translate()?;
-    let mut watcher = start_watching(p, settings)?;
-    let ifd = watcher.as_raw_fd();
-    // One walk per distinct source (and per sub-tree nested sources share), then the
-    // per-sync startup work.
-    let sources: Vec<Vec<u8>> = core
-        .borrow()
-        .syncs
-        .iter()
-        .map(|s| s.source.clone())
-        .collect();
-    let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+    let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"))
+        .map_err(fatal)?;
+    let mut watcher = Monitors::new(mode);
     let mut progress = Progress::new(Instant::now());
     p.notifier.extend_startup(Instant::now());
-    watcher
-        .add_trees(&roots, &mut |dir| {
-            let yes = core.borrow().concerns(dir);
-            if yes {
-                progress.dir(&mut p.notifier);
-            }
-            yes
-        })
-        .map_err(watch_error)?;
+    {
+        let notifier = &mut p.notifier;
+        start_monitors(core, &mut watcher, settings, &mut || progress.dir(notifier))?;
+    }
     progress.done(&mut p.notifier);
-    let nsyncs = sources.len();
+    p.health.monitor = watcher.kind_name();
+    register_monitors(&p.poll, &watcher, INOTIFY)
+        .map_err(|e| fatal(format!("cannot watch the monitor fds: {e}")))?;
+    let nsyncs = core.borrow().syncs.len();
     for sid in 0..nsyncs {
         if core.borrow().syncs[sid].has_init {
             core.borrow_mut().push_init(sid);
@@ -308,7 +279,7 @@ fn start_syncs(
         core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
     }
     let end = pass::Run::new(rt, core, &mut watcher, p, settings).run();
-    let _ = p.poll.registry().deregister(&mut SourceFd(&ifd));
+    deregister_monitors(&p.poll, &watcher);
     Ok(end)
 }
 
@@ -322,6 +293,9 @@ fn config_test(
 ) -> Result<RunEnd, ExitCode> {
     InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")).map_err(fatal)?;
     let summary = rt.summary()?;
+    let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"));
+    let mut monitors = Monitors::new(mode.unwrap_or_default());
+    crate::monitor_start::decide_monitors(core, &mut monitors, settings)?;
     let n = core.borrow().syncs.len();
     let mut out = format!(
         "Configuration OK: {n} sync{}\n",
@@ -332,6 +306,11 @@ fn config_test(
         out.extend_from_slice(b"  ");
         out.extend_from_slice(line);
         out.push(b'\n');
+    }
+    for s in &core.borrow().syncs {
+        out.extend_from_slice(b"  ");
+        out.extend_from_slice(&s.name);
+        out.extend_from_slice(format!(" monitor: {}\n", s.monitor.name()).as_bytes());
     }
     let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
     Ok(RunEnd::Exit(ExitCode::Success))
@@ -360,7 +339,7 @@ fn start_metrics(p: &mut Process, listen: Option<std::net::SocketAddr>) -> Resul
     Ok(())
 }
 
-fn watch_error(e: WatchError) -> ExitCode {
+pub(crate) fn watch_error(e: WatchError) -> ExitCode {
     match e {
         WatchError::Limit { .. } => fatal(e.to_string()),
         WatchError::Io(e) => fatal(format!("Read fail on inotify: {e}")),
@@ -384,7 +363,7 @@ fn finish_failed_spawns(rt: &Runtime, core: &Rc<RefCell<Core>>) -> Result<(), Ex
 fn notify(
     n: &mut Notifier,
     core: &Core,
-    watcher: &Watcher,
+    watcher: &Monitors,
     settings: &Settings,
     daemon: &DaemonHealth,
 ) {

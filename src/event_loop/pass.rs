@@ -14,8 +14,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest};
+use mio::Events;
 
 use super::{
     fatal, finish_failed_spawns, invoke_actions, notify, onepass_check, sync_observed, watch_error,
@@ -27,12 +26,13 @@ use crate::health::Snapshot;
 use crate::log;
 use crate::lua_rt::Runtime;
 use crate::metrics;
+use crate::monitor_start::{deregister_monitors, register_monitors};
 use crate::shutdown;
 use crate::spawn::{self, Spawner};
 use crate::status::StatusWriter;
 use crate::sync::{Core, Ended};
 use crate::sys;
-use crate::watch::{ReadOutcome, Watcher};
+use crate::watch::{Monitors, ReadOutcome};
 
 /// Why the run is fading.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -85,7 +85,7 @@ fn next_timeout(w: &Wakeups, now: Instant) -> Option<Duration> {
 pub(super) struct Run<'a> {
     rt: &'a Runtime,
     core: &'a Rc<RefCell<Core>>,
-    watcher: &'a mut Watcher,
+    watcher: &'a mut Monitors,
     p: &'a mut Process,
     settings: &'a Settings,
     events: Events,
@@ -113,7 +113,7 @@ impl<'a> Run<'a> {
     pub(super) fn new(
         rt: &'a Runtime,
         core: &'a Rc<RefCell<Core>>,
-        watcher: &'a mut Watcher,
+        watcher: &'a mut Monitors,
         p: &'a mut Process,
         settings: &'a Settings,
     ) -> Run<'a> {
@@ -272,14 +272,10 @@ impl<'a> Run<'a> {
     /// After a read that found events the fd rests for [`INOTIFY_REST`].
     fn read_inotify(&mut self, mut ready: bool) -> Step {
         let now = Instant::now();
-        let ifd = self.watcher.as_raw_fd();
         if self.inotify_rest.is_some_and(|t| t <= now) && self.fade.is_none() {
             self.inotify_rest = None;
-            self.p
-                .poll
-                .registry()
-                .register(&mut SourceFd(&ifd), INOTIFY, Interest::READABLE)
-                .map_err(|e| exit(fatal(format!("cannot watch the inotify fd: {e}"))))?;
+            register_monitors(&self.p.poll, self.watcher, INOTIFY)
+                .map_err(|e| exit(fatal(format!("cannot watch the monitor fds: {e}"))))?;
             ready = true;
         }
         if !(ready || self.inotify_more) || self.fade.is_some() || self.inotify_rest.is_some() {
@@ -288,9 +284,12 @@ impl<'a> Run<'a> {
         self.inotify_more = false;
         self.fs_events.clear();
         let core = self.core;
-        let outcome = self
-            .watcher
-            .read(&mut self.fs_events, &mut |dir| core.borrow().concerns(dir));
+        let outcome = self.watcher.read(&mut self.fs_events, &mut |m, dir| {
+            core.borrow().concerns(m, dir)
+        });
+        for note in self.watcher.take_notes() {
+            log::normal(note);
+        }
         match outcome.map_err(|e| exit(watch_error(e)))? {
             ReadOutcome::Overflow => {
                 log::normal("--- OVERFLOW in event queue ---");
@@ -301,7 +300,7 @@ impl<'a> Run<'a> {
             outcome @ (ReadOutcome::Ok | ReadOutcome::More) => {
                 self.inotify_more = outcome == ReadOutcome::More;
                 if !self.fs_events.is_empty() && !self.inotify_more {
-                    let _ = self.p.poll.registry().deregister(&mut SourceFd(&ifd));
+                    deregister_monitors(&self.p.poll, self.watcher);
                     self.inotify_rest = Some(now + INOTIFY_REST);
                 }
                 let mut c = self.core.borrow_mut();

@@ -622,6 +622,11 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         held: false,
         crontab,
         cron_next: None,
+        monitor_choice: match config.get::<Value>("monitor")? {
+            Value::String(m) => crate::watch::MonitorChoice::parse(&m.as_bytes()),
+            _ => None,
+        },
+        monitor: Default::default(),
         health: Default::default(),
         backoff: Default::default(),
     })

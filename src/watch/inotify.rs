@@ -35,7 +35,7 @@ use std::path::Path;
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
 use super::tree::{Handle, Registry, NO_NODE};
-use super::{FsEvent, FsKind, InotifyMode, ReadOutcome, WatchError, READ_BATCH};
+use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, WatchError, READ_BATCH};
 
 impl InotifyMode {
     fn mask(self) -> WatchMask {
@@ -575,6 +575,7 @@ impl Watcher {
                         kind: FsKind::Move,
                         path,
                         path2: Some(path2),
+                        monitor: Monitor::Inotify,
                     });
                     Ok(())
                 }
@@ -609,6 +610,7 @@ impl Watcher {
             kind,
             path,
             path2: None,
+            monitor: Monitor::Inotify,
         });
         Ok(())
     }
@@ -1171,6 +1173,7 @@ mod tests {
             kind,
             path,
             path2: None,
+            monitor: Monitor::Inotify,
         }
     }
 
@@ -1257,6 +1260,7 @@ mod tests {
                 kind: FsKind::Move,
                 path: f.p(b"x/"),
                 path2: Some(f.p(b"other/z/")),
+                monitor: Monitor::Inotify,
             }]
         );
         assert_eq!(f.w.len(), 4);
@@ -1292,6 +1296,7 @@ mod tests {
                 kind: FsKind::Move,
                 path: f.p(b"a"),
                 path2: Some(f.p(b"d/b")),
+                monitor: Monitor::Inotify,
             }]
         );
     }
@@ -1372,6 +1377,7 @@ mod tests {
                 kind: FsKind::Move,
                 path: f.p(b"src/"),
                 path2: Some(f.p(b"dst/")),
+                monitor: Monitor::Inotify,
             }]
         );
         assert_eq!(f.watched(), [f.p(b""), f.p(b"dst/"), f.p(b"dst/in/")]);
@@ -1538,6 +1544,7 @@ mod tests {
                 kind: FsKind::Move,
                 path: f.p(b"a"),
                 path2: Some(f.p(b"b")),
+                monitor: Monitor::Inotify,
             }]
         );
         // A name that does not fit: the kernel says EINVAL, the buffer doubles.

@@ -3,17 +3,61 @@
 //! (kind, absolute path, directory or not), so syncs, delays and the event loop do not care
 //! which one produced them.
 //!
-//! Owns: the event types ([`FsKind`], [`FsEvent`], [`ReadOutcome`], [`WatchError`]) and
-//! `inotifyMode` parsing. The inotify monitor is [`inotify`] (its directory tree in `tree`).
+//! Owns: the event types ([`FsKind`], [`FsEvent`], [`ReadOutcome`], [`WatchError`]), the
+//! monitor names (`-monitor`, the `monitor` key), `inotifyMode` parsing and [`Monitors`], the
+//! monitors of one run behind one interface. The inotify monitor is `inotify` (its directory
+//! tree in `tree`), the fanotify monitor `fanotify`.
 //! Must not touch: syncs, delays, excludes, Lua, logging.
 
 use std::fmt;
 use std::io;
+use std::os::fd::RawFd;
 
+mod fanotify;
 mod inotify;
 mod tree;
 
+pub(crate) use fanotify::{Fanotify, Refusal};
 pub(crate) use inotify::Watcher;
+
+/// The monitor a sync's events come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Monitor {
+    #[default]
+    Inotify,
+    Fanotify,
+}
+
+impl Monitor {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Inotify => "inotify",
+            Self::Fanotify => "fanotify",
+        }
+    }
+}
+
+/// A `monitor` value as configured: a monitor, or `auto` (fanotify where it works).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MonitorChoice {
+    Inotify,
+    Fanotify,
+    Auto,
+}
+
+/// The names `-monitor` lists, in that order.
+pub(crate) const MONITOR_NAMES: [&str; 3] = ["inotify", "fanotify", "auto"];
+
+impl MonitorChoice {
+    pub(crate) fn parse(s: &[u8]) -> Option<Self> {
+        match s {
+            b"inotify" => Some(Self::Inotify),
+            b"fanotify" => Some(Self::Fanotify),
+            b"auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
 
 /// `inotifyMode` of `settings{}` (SPEC §3.1): which kernel event counts as a modification.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,6 +104,8 @@ pub(crate) struct FsEvent {
     pub(crate) path: Vec<u8>,
     /// The destination, only for [`FsKind::Move`].
     pub(crate) path2: Option<Vec<u8>>,
+    /// Only syncs using this monitor take the event.
+    pub(crate) monitor: Monitor,
 }
 
 /// The most events one `read` call hands back.
@@ -107,6 +153,127 @@ impl std::error::Error for WatchError {
             Self::Limit { .. } => None,
             Self::Io(e) => Some(e),
         }
+    }
+}
+
+/// The monitors of one run: an inotify instance once a sync uses it, a fanotify group once a
+/// sync uses that. Both fds are polled under one token.
+pub(crate) struct Monitors {
+    mode: InotifyMode,
+    inotify: Option<Watcher>,
+    fanotify: Option<Fanotify>,
+    /// Why the fanotify group could not be created (asked once).
+    fan_refused: Option<Refusal>,
+}
+
+impl fmt::Debug for Monitors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Monitors")
+            .field("inotify", &self.inotify)
+            .field("fanotify", &self.fanotify.as_ref().map(Fanotify::roots))
+            .finish()
+    }
+}
+
+impl Monitors {
+    pub(crate) fn new(mode: InotifyMode) -> Self {
+        Monitors {
+            mode,
+            inotify: None,
+            fanotify: None,
+            fan_refused: None,
+        }
+    }
+
+    /// The inotify instance, created on first use.
+    pub(crate) fn inotify(&mut self) -> io::Result<&mut Watcher> {
+        if self.inotify.is_none() {
+            self.inotify = Some(Watcher::new(self.mode)?);
+        }
+        Ok(self.inotify.as_mut().expect("just created"))
+    }
+
+    /// Watches `source` with fanotify (creating the group on first use), or says why not.
+    pub(crate) fn add_fanotify_root(&mut self, source: &[u8]) -> Result<(), Refusal> {
+        if let Some(r) = &self.fan_refused {
+            return Err(r.clone());
+        }
+        if self.fanotify.is_none() {
+            match Fanotify::new(self.mode) {
+                Ok(f) => self.fanotify = Some(f),
+                Err(r) => {
+                    self.fan_refused = Some(r.clone());
+                    return Err(r);
+                }
+            }
+        }
+        self.fanotify
+            .as_mut()
+            .expect("just created")
+            .add_root(source)
+    }
+
+    /// The fds to poll: readable means events are queued.
+    pub(crate) fn fds(&self) -> Vec<RawFd> {
+        let ino = self.inotify.as_ref().map(Watcher::as_raw_fd);
+        let fan = self.fanotify.as_ref().map(Fanotify::as_raw_fd);
+        ino.into_iter().chain(fan).collect()
+    }
+
+    /// Reads both monitors (see [`Watcher::read`]); `concerns` is asked per monitor.
+    pub(crate) fn read(
+        &mut self,
+        out: &mut Vec<FsEvent>,
+        concerns: &mut dyn FnMut(Monitor, &[u8]) -> bool,
+    ) -> Result<ReadOutcome, WatchError> {
+        let mut outcome = ReadOutcome::Ok;
+        if let Some(w) = &mut self.inotify {
+            outcome = w.read(out, &mut |d| concerns(Monitor::Inotify, d))?;
+            if outcome == ReadOutcome::Overflow {
+                return Ok(outcome);
+            }
+        }
+        if let Some(f) = &mut self.fanotify {
+            match f.read(out, &mut |d| concerns(Monitor::Fanotify, d))? {
+                ReadOutcome::Ok => {}
+                other => outcome = other,
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Log lines the monitors gathered while reading.
+    pub(crate) fn take_notes(&mut self) -> Vec<String> {
+        self.fanotify
+            .as_mut()
+            .map(Fanotify::take_notes)
+            .unwrap_or_default()
+    }
+
+    /// Number of inotify watches.
+    pub(crate) fn len(&self) -> usize {
+        self.inotify.as_ref().map_or(0, Watcher::len)
+    }
+
+    /// Every inotify watch, ascending by wd (status file).
+    pub(crate) fn for_each(&self, f: &mut dyn FnMut(i32, &[u8])) {
+        if let Some(w) = &self.inotify {
+            w.for_each(f);
+        }
+    }
+
+    /// The monitors in use, for the health record: `inotify`, `fanotify` or both.
+    pub(crate) fn kind_name(&self) -> &'static str {
+        let fan = self.fanotify.as_ref().is_some_and(|f| f.roots() > 0);
+        match (self.inotify.is_some(), fan) {
+            (true, true) => "inotify+fanotify",
+            (false, true) => "fanotify",
+            _ => "inotify",
+        }
+    }
+
+    pub(crate) fn fanotify(&self) -> Option<&Fanotify> {
+        self.fanotify.as_ref()
     }
 }
 

@@ -19,12 +19,15 @@
 #![allow(dead_code)] // every test module uses a different part of the harness
 
 pub mod kit;
+#[macro_use]
+pub mod privfs;
 pub mod sshd;
 pub use kit::proc::{exit_code, send_signal, Proc};
 pub use kit::recorder::{Call, Recorder, Then, Waiter};
 pub use kit::rng::Rng;
 pub use kit::tree::{assert_trees_equal, show, snapshot, tree_diff, trees_equal, Node};
 pub use kit::{lua_str, os, poll_until, temp_dir, which};
+pub use privfs::Mon;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -78,21 +81,42 @@ pub fn wait_until(timeout: Duration, pred: impl FnMut() -> bool) -> bool {
 
 /// A fresh temporary directory holding `src/` and `dst/`; removed on drop.
 /// All helpers take paths relative to the root, as bytes (`"src/a"`, `b"src/caf\xe9"`).
+/// With [`Mon::Fanotify`] the dir is a private tmpfs (see `privfs`) and daemons started on it
+/// run inside its namespace with `-monitor fanotify`.
 pub struct TestDir {
+    root: PathBuf,
+    // Dropped before `tmp`: the mount goes before the dir under it is removed.
+    fs: Option<privfs::PrivateFs>,
     tmp: tempfile::TempDir,
 }
 
 impl TestDir {
     pub fn new() -> TestDir {
+        TestDir::with_monitor(Mon::Inotify)
+    }
+
+    pub fn with_monitor(mon: Mon) -> TestDir {
         let tmp = temp_dir("lsyncd-test-", None).expect("create temp dir");
-        let dir = TestDir { tmp };
+        let fs = (mon == Mon::Fanotify).then(|| privfs::PrivateFs::mount(tmp.path()));
+        let root = fs
+            .as_ref()
+            .map_or_else(|| tmp.path().to_owned(), |f| f.outer());
+        let dir = TestDir { root, fs, tmp };
         dir.mkdir("src");
         dir.mkdir("dst");
         dir
     }
 
+    pub fn monitor(&self) -> Mon {
+        if self.fs.is_some() {
+            Mon::Fanotify
+        } else {
+            Mon::Inotify
+        }
+    }
+
     pub fn root(&self) -> &Path {
-        self.tmp.path()
+        &self.root
     }
 
     pub fn src(&self) -> PathBuf {
@@ -297,11 +321,26 @@ impl Daemon {
         adjust: impl FnOnce(&mut Command),
     ) -> Daemon {
         let log_path = dir.path(format!("lsyncd{}.log", next_id()));
-        let mut cmd = Command::new(lsyncd_bin());
+        let mut cmd = match &dir.fs {
+            None => Command::new(lsyncd_bin()),
+            Some(fs) => {
+                let mut cmd = fs.command(&lsyncd_bin());
+                cmd.args(["-monitor", "fanotify"]);
+                cmd
+            }
+        };
         cmd.arg("-nodaemon").args(args).current_dir(dir.root());
         adjust(&mut cmd);
         let proc = Proc::spawn(cmd, &log_path)
             .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", lsyncd_bin()));
+        Daemon { proc }
+    }
+
+    /// Runs a prepared command (e.g. lsyncd under `setpriv`) as the daemon, logging like
+    /// `start`.
+    pub fn spawn(dir: &TestDir, cmd: Command) -> Daemon {
+        let log_path = dir.path(format!("lsyncd{}.log", next_id()));
+        let proc = Proc::spawn(cmd, &log_path).unwrap_or_else(|e| panic!("cannot start: {e}"));
         Daemon { proc }
     }
 

@@ -1,0 +1,126 @@
+//! Choosing and starting each sync's monitor (`monitor` key, `-monitor`): fanotify where asked
+//! for (or where `auto` finds it usable), inotify otherwise; the log lines that name the choice
+//! or the reason against fanotify; the poll registration of the monitor fds.
+//!
+//! Must not touch: the kernel interfaces themselves (`watch/`), the event loop's cycle.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token};
+
+use crate::config::Settings;
+use crate::exit::ExitCode;
+use crate::log;
+use crate::sync::Core;
+use crate::watch::{Monitor, MonitorChoice, Monitors};
+
+/// Decides each sync's monitor (SPEC §3.2; `monitor` key, `-monitor`) and sets it up: a
+/// fanotify mark (nothing walked), or the inotify watches of the tree. `auto` falls back to
+/// inotify with one log line naming the reason; an explicit `fanotify` that cannot work is a
+/// startup error naming it.
+pub(crate) fn start_monitors(
+    core: &Rc<RefCell<Core>>,
+    monitors: &mut Monitors,
+    settings: &Settings,
+    on_dir: &mut dyn FnMut(),
+) -> Result<(), ExitCode> {
+    decide_monitors(core, monitors, settings)?;
+    // One walk per distinct inotify source (nested sources share it).
+    let sources: Vec<Vec<u8>> = core
+        .borrow()
+        .syncs
+        .iter()
+        .filter(|s| s.monitor == Monitor::Inotify)
+        .map(|s| s.source.clone())
+        .collect();
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let watcher = match monitors.inotify() {
+        Ok(w) => w,
+        Err(e) => {
+            log::error(format!(
+                "Cannot access inotify monitor! ( {} : {} )",
+                e.raw_os_error().unwrap_or(0),
+                e
+            ));
+            return Err(ExitCode::Fatal);
+        }
+    };
+    let ifd = watcher.as_raw_fd();
+    log::with(b"Inotify", || format!("inotify fd = {ifd}").into_bytes());
+    let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+    let added = watcher.add_trees(&roots, &mut |dir| {
+        let yes = core.borrow().concerns(Monitor::Inotify, dir);
+        if yes {
+            on_dir();
+        }
+        yes
+    });
+    if let Err(e) = added {
+        return Err(crate::event_loop::watch_error(e));
+    }
+    Ok(())
+}
+
+/// Sets each sync's monitor, placing the fanotify marks (also for `-t`, which then reports
+/// what a run would use).
+pub(crate) fn decide_monitors(
+    core: &Rc<RefCell<Core>>,
+    monitors: &mut Monitors,
+    settings: &Settings,
+) -> Result<(), ExitCode> {
+    let nsyncs = core.borrow().syncs.len();
+    for sid in 0..nsyncs {
+        let (source, name, choice) = {
+            let c = core.borrow();
+            let s = &c.syncs[sid];
+            let choice = s.monitor_choice.or(settings.monitor);
+            (s.source.clone(), s.name.clone(), choice)
+        };
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let monitor = match choice.unwrap_or(MonitorChoice::Inotify) {
+            MonitorChoice::Inotify => Monitor::Inotify,
+            choice => match monitors.add_fanotify_root(&source) {
+                Ok(()) => Monitor::Fanotify,
+                Err(reason) if choice == MonitorChoice::Auto => {
+                    log::normal(format!(
+                        "{name}: monitor auto uses inotify: fanotify is not usable: {reason}"
+                    ));
+                    Monitor::Inotify
+                }
+                Err(reason) => {
+                    log::error(format!("{name}: cannot use the fanotify monitor: {reason}"));
+                    return Err(ExitCode::Fatal);
+                }
+            },
+        };
+        core.borrow_mut().syncs[sid].monitor = monitor;
+        log::normal(format!(
+            "{name}: watching {} with {}",
+            String::from_utf8_lossy(&source),
+            monitor.name()
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn register_monitors(
+    poll: &Poll,
+    monitors: &Monitors,
+    token: Token,
+) -> std::io::Result<()> {
+    for fd in monitors.fds() {
+        poll.registry()
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn deregister_monitors(poll: &Poll, monitors: &Monitors) {
+    for fd in monitors.fds() {
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+    }
+}

@@ -1,0 +1,325 @@
+//! The fanotify monitor (`-monitor fanotify`, `monitor = "auto"`): bursts no per-directory
+//! watch could keep up with, renames of big trees across the source's border, deletions with
+//! events pending, the drop of events outside the source, queue overflow, and the preflight
+//! (capabilities dropped, overlayfs). fanotify runs happen on a private tmpfs in a private
+//! mount namespace (`util::privfs`), so the filesystem-wide mark sees this test's events only.
+//! Tests that make sense for both monitors run twice (`both_monitors!`).
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::{lsyncd_bin, rsync_path, send_signal, Daemon, Mon, TestDir, TIMEOUT};
+
+/// `lsyncd -nodaemon -delay DELAY -rsync SRC DST` on `dir`, after the startup sync.
+fn mirror(dir: &TestDir, delay: &str, extra: &[&str]) -> Daemon {
+    rsync_path();
+    let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend(["-delay", delay, "-rsync", &src, &dst]);
+    let mut d = Daemon::start(dir, &args);
+    d.wait_startup();
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    d
+}
+
+/// Runs a shell snippet with `cwd` as working directory; fails the test if it fails.
+fn sh(cwd: &Path, script: &str) {
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(cwd)
+        .status()
+        .expect("run sh");
+    assert!(st.success(), "{script} failed: {st:?}");
+}
+
+fn count_files(root: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(_) => n += 1,
+                Err(_) => {}
+            }
+        }
+    }
+    n
+}
+
+both_monitors! {
+    fn mkdir_p_and_write_5000_times_in_a_tight_loop_reaches_the_target(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let mut d = mirror(&dir, "1", &[]);
+        sh(
+            &dir.src(),
+            "i=0; while [ $i -lt 5000 ]; do mkdir -p d$i/b/c && echo x > d$i/b/c/f; \
+             i=$((i+1)); done",
+        );
+        d.wait_for("5000 files in the target", || count_files(&dir.dst()) == 5000);
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+    }
+}
+
+both_monitors! {
+    fn renames_of_a_file_and_a_10000_entry_directory_inside_out_of_and_into_the_source(mon) {
+        let dir = TestDir::with_monitor(mon);
+        sh(
+            dir.root(),
+            "mkdir -p src/big outside/incoming && echo f > src/file && \
+             i=0; while [ $i -lt 10000 ]; do : > src/big/e$i; : > outside/incoming/i$i; \
+             i=$((i+1)); done",
+        );
+        let mut d = mirror(&dir, "1", &[]);
+        // Events inside both trees first, so the monitors know them under their old paths.
+        dir.write("src/big/before", "b\n");
+        dir.write("outside/incoming/before", "b\n");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        dir.rename("src/file", "src/file-renamed");
+        dir.rename("src/big", "src/big-renamed");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(count_files(&dir.path("dst/big-renamed")), 10001);
+        // A change inside the renamed tree arrives under its new path.
+        dir.write("src/big-renamed/after", "a\n");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        dir.rename("src/big-renamed", "outside/big-gone");
+        dir.rename("src/file-renamed", "outside/file-gone");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert!(!dir.exists("dst/big-renamed") && !dir.exists("dst/file-renamed"));
+        dir.rename("outside/incoming", "src/incoming");
+        dir.rename("outside/file-gone", "src/file-back");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(count_files(&dir.path("dst/incoming")), 10001);
+        // The moved-in tree is watched: a change deep inside it arrives.
+        dir.write("src/incoming/later", "later\n");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+    }
+}
+
+both_monitors! {
+    fn rm_rf_of_a_deep_tree_with_events_pending_converges(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let deep: String = (0..40).map(|i| format!("l{i}/")).collect();
+        dir.write(format!("src/t/{deep}old"), "old\n");
+        let mut d = mirror(&dir, "2", &[]);
+        // Events for the whole depth are queued (delay 2), then the tree goes away at once.
+        let mut p = String::from("src/t/");
+        for i in 0..40 {
+            p.push_str(&format!("l{i}/"));
+            dir.write(format!("{p}new{i}"), "new\n");
+        }
+        dir.remove("src/t");
+        dir.write("src/marker", "m\n");
+        d.wait_for("marker mirrored", || dir.exists("dst/marker"));
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert!(!dir.exists("dst/t"));
+    }
+}
+
+/// `max_queued_events` of the monitor's kernel queue.
+fn queue_limit(mon: Mon) -> usize {
+    let f = match mon {
+        Mon::Inotify => "/proc/sys/fs/inotify/max_queued_events",
+        Mon::Fanotify => "/proc/sys/fs/fanotify/max_queued_events",
+    };
+    fs::read_to_string(f)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384)
+}
+
+both_monitors! {
+    fn a_queue_overflow_triggers_a_full_resync(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let mut d = mirror(&dir, "1", &[]);
+        // A stopped daemon reads nothing: the kernel queue fills and overflows.
+        send_signal(d.pid(), "STOP");
+        let limit = queue_limit(mon);
+        assert!(limit <= 200_000, "max_queued_events is {limit}: too large to fill in a test");
+        let n = limit + 2000;
+        sh(
+            &dir.src(),
+            &format!("i=0; while [ $i -lt {n} ]; do : > f$i; i=$((i+1)); done"),
+        );
+        send_signal(d.pid(), "CONT");
+        d.wait_log("--- OVERFLOW in event queue ---");
+        d.wait_log_count("recursive full rsync", 2);
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(count_files(&dir.dst()), n);
+    }
+}
+
+#[test]
+fn writes_outside_the_source_are_dropped_by_the_monitor() {
+    let dir = TestDir::with_monitor(Mon::Fanotify);
+    let status = dir.path_str("status.txt");
+    let cfg = dir.config(
+        "outside.lua",
+        &format!(
+            "settings{{ statusFile = \"{status}\", statusInterval = 0 }}\n\
+             sync{{ default.rsync, source = \"src\", target = \"dst\", delay = 1 }}\n"
+        ),
+    );
+    rsync_path();
+    let mut d = Daemon::config(&dir, &cfg, &["-log", "Delay"]);
+    d.wait_startup();
+    sh(
+        dir.root(),
+        "mkdir outside && i=0; while [ $i -lt 200 ]; do echo x > outside/o$i; i=$((i+1)); done",
+    );
+    dir.write("src/marker", "m\n");
+    d.wait_for("marker mirrored", || dir.exists("dst/marker"));
+    let outside = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("Fanotify watching 1 sources: "))
+            .and_then(|l| l.split(", ").nth(1))
+            .and_then(|f| f.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    d.wait_for("the status file counting outside records", || {
+        outside(&fs::read_to_string(&status).unwrap_or_default()) >= 200
+    });
+    let text = fs::read_to_string(&status).expect("status file");
+    assert!(text.contains("Monitor: fanotify"), "{text}");
+    // Startup walked nothing and placed no inotify watch.
+    assert!(text.contains("Inotify watching 0 directories"), "{text}");
+    // The only events that reached the sync are the marker's (its create and close may come
+    // as one record or two).
+    let log = d.log();
+    let events: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("Delay: New ").map(|(_, e)| e))
+        .collect();
+    assert!(events.contains(&"Create: /marker"), "{log}");
+    assert!(events.iter().all(|e| e.ends_with(": /marker")), "{log}");
+}
+
+/// `setpriv` runs lsyncd without CAP_SYS_ADMIN (dropped from the bounding set, so root's exec
+/// cannot get it back).
+fn without_sys_admin(dir: &TestDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--bounding-set",
+        "-sys_admin",
+        "--inh-caps",
+        "-sys_admin",
+        "--",
+    ])
+    .arg(lsyncd_bin())
+    .args(args)
+    .current_dir(dir.root());
+    cmd
+}
+
+#[test]
+fn auto_falls_back_to_inotify_naming_the_reason_without_cap_sys_admin() {
+    rsync_path();
+    let dir = TestDir::new();
+    let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
+    let args = [
+        "-nodaemon",
+        "-monitor",
+        "auto",
+        "-delay",
+        "1",
+        "-rsync",
+        &src,
+        &dst,
+    ];
+    let mut d = Daemon::spawn(&dir, without_sys_admin(&dir, &args));
+    d.wait_log(
+        "Sync1: monitor auto uses inotify: fanotify is not usable: fanotify monitor needs \
+         CAP_SYS_ADMIN (fanotify_mark: EPERM)",
+    );
+    d.wait_log("Sync1: watching");
+    assert!(d.log().contains(" with inotify"), "{}", d.log());
+    d.wait_startup();
+    dir.write("src/a/b/f", "f\n");
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+}
+
+#[test]
+fn explicit_fanotify_without_cap_sys_admin_is_a_startup_error() {
+    let dir = TestDir::new();
+    let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
+    let args = ["-nodaemon", "-monitor", "fanotify", "-rsync", &src, &dst];
+    let mut d = Daemon::spawn(&dir, without_sys_admin(&dir, &args));
+    assert_eq!(d.wait_exit(TIMEOUT), Some(255), "{}", d.log());
+    assert!(
+        d.log().contains(
+            "Error: Sync1: cannot use the fanotify monitor: fanotify monitor needs \
+             CAP_SYS_ADMIN (fanotify_mark: EPERM)"
+        ),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn overlayfs_is_refused_for_fanotify_and_auto_uses_inotify_there() {
+    let dir = TestDir::new();
+    for d in ["lower", "upper", "work", "merged"] {
+        dir.mkdir(d);
+    }
+    let root = dir.path_str("");
+    let run = |monitor: &str| {
+        let script = format!(
+            "mount -t overlay overlay -o lowerdir={root}/lower,upperdir={root}/upper,\
+             workdir={root}/work {root}/merged && exec \"$0\" -t -monitor {monitor} \
+             -rsync {root}/merged {root}/dst"
+        );
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .arg(lsyncd_bin())
+            .output()
+            .expect("run unshare")
+    };
+    let out = run("fanotify");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
+    assert!(
+        err.contains("cannot use the fanotify monitor:")
+            && err.contains("merged/ is on overlayfs: fanotify cannot decode its file handles"),
+        "{err}"
+    );
+    let out = run("auto");
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(o.contains("Sync1 monitor: inotify"), "{o}");
+    assert!(
+        e.contains("monitor auto uses inotify") && e.contains("overlayfs"),
+        "{e}"
+    );
+}
+
+#[test]
+fn configtest_names_each_syncs_monitor() {
+    let dir = TestDir::new();
+    dir.mkdir("src2");
+    let cfg = dir.config(
+        "two.lua",
+        "settings{ monitor = \"fanotify\" }\n\
+         sync{ default.rsync, source = \"src\", target = \"dst\" }\n\
+         sync{ default.rsync, source = \"src2\", target = \"dst\", monitor = \"inotify\" }\n",
+    );
+    let r = crate::util::run(&dir, &["-t", cfg.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Sync1 monitor: fanotify"), "{r:?}");
+    assert!(r.stdout.contains("Sync2 monitor: inotify"), "{r:?}");
+    let bad = dir.config(
+        "bad.lua",
+        "sync{ default.rsync, source = \"src\", target = \"dst\", monitor = \"kqueue\" }\n",
+    );
+    let r = crate::util::run(&dir, &["-t", bad.to_str().expect("utf-8")]);
+    assert_eq!(r.code, 255, "{r:?}");
+    assert!(
+        r.stderr.contains("event monitor \"kqueue\" unknown."),
+        "{r:?}"
+    );
+}
