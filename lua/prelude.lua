@@ -485,6 +485,12 @@ end
 local alarms = { }
 
 function alarm( timestamp, func, extra )
+	if not core.isTimestamp( timestamp ) or core.tsSeconds( timestamp ) ~= core.tsSeconds( timestamp ) then
+		error( 'alarm: the time must be a timestamp (now() + seconds)', 2 )
+	end
+	if type( func ) ~= 'function' then
+		error( 'alarm: the second argument must be a function', 2 )
+	end
 	local pos = #alarms + 1
 	for i = 1, #alarms do
 		if timestamp < alarms[ i ].timestamp then pos = i; break end
@@ -497,6 +503,9 @@ end
 local observers = { }
 
 function observefd( fd, ready, writey )
+	if math.type( fd ) ~= 'integer' or fd < 0 then
+		error( 'observefd: the fd must be an integer >= 0', 2 )
+	end
 	observers[ fd ] = { ready = ready, writey = writey }
 	core.observeFd( fd, ready ~= nil, writey ~= nil )
 end
@@ -601,6 +610,8 @@ function Tunnel:tick( t )
 	elseif self.state == 'UP' and ready == 0 then
 		self.state = 'CONNECTING'
 	end
+	-- after a failed start no process starts before retryDelay, whatever the state
+	if self.retryAt and t < self.retryAt then return end
 	while alive < o.parallel do
 		if not self:spawnOne( ) then break end
 		alive = alive + 1
@@ -614,11 +625,15 @@ function Tunnel:exited( pid, code )
 	tunnelByPid[ pid ] = nil
 	log( 'Tunnel', 'Tunnel ', self.options.name, ' process ', pid, ' exited: ', code )
 	local _, ready = self:counts( now( ) )
-	if self.state == 'CONNECTING' and ready == 0 and not ( p and p.ready ) then
-		self.state = 'RETRY_TIMEOUT'
+	if not ( p and p.ready ) then
+		-- a failed start of any process (not only the first of several) waits retryDelay;
+		-- a second failure while waiting must not end the wait
 		self.retryAt = now( ) + self.options.retryDelay
-		log( 'Warning', 'Starting tunnel failed.' )
-	elseif ready == 0 then
+		if ready == 0 and self.state ~= 'RETRY_TIMEOUT' then
+			self.state = 'RETRY_TIMEOUT'
+			log( 'Warning', 'Starting tunnel failed.' )
+		end
+	elseif ready == 0 and self.state ~= 'RETRY_TIMEOUT' then
 		self.state = 'CONNECTING'
 	end
 end

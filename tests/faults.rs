@@ -443,3 +443,37 @@ fn fork_eagain_backs_off_then_converges_when_processes_are_freed() {
     assert!(log().contains("recovered after"), "{}", log());
     eprintln!("fork EAGAIN for 6 s: {lines} log lines, {cpu} CPU ticks");
 }
+
+#[test]
+fn failing_tunnel_with_parallel_2_restarts_at_most_a_few_times_per_retry_delay() {
+    rsync_path();
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    let starts = dir.path("starts");
+    let cfg = dir.config(
+        "tunnel.lua",
+        &format!(
+            "local t = tunnel {{ command = {{ 'sh', '-c', 'echo x >> {}; exit 1' }},\n\
+                                  parallel = 2, retryDelay = 2, readyDelay = 1 }}\n\
+             sync {{ default.rsync, source = 'src', target = 'dst', tunnel = t, delay = 0 }}\n",
+            starts.display()
+        ),
+    );
+    let mut d = Daemon::config(&dir, &cfg, &[] as &[&str]);
+    let count = || {
+        fs::read_to_string(&starts)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    d.wait_for("the first tunnel starts", || count() >= 2);
+    let t0 = Instant::now();
+    let c0 = count();
+    std::thread::sleep(Duration::from_secs(6));
+    let n = count() - c0;
+    let secs = t0.elapsed().as_secs_f64();
+    // Two processes per retryDelay of 2 s: about 6 in 6 s.
+    assert!(n <= 10, "{n} tunnel starts in {secs:.1} s\n{}", d.log());
+    assert!(n >= 2, "the tunnel is not retried: {n} starts\n{}", d.log());
+    assert!(d.try_exit().is_none(), "{}", d.log());
+    eprintln!("failing tunnel, parallel = 2, retryDelay = 2: {n} starts in {secs:.1} s");
+}

@@ -22,6 +22,7 @@
 #[macro_use]
 mod util;
 
+mod api_fuzz;
 mod argv;
 mod churn;
 mod cli;

@@ -90,11 +90,16 @@ fn count_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
     rows.push((
         "kill",
         lua.create_function(|_, (pid, sig): (i64, i64)| {
-            Ok(if sys::kill(pid as libc::pid_t, sig as i32).is_ok() {
-                0
-            } else {
-                -1
-            })
+            // Not a process group or every process (0, negative), not a truncated number.
+            let (Ok(pid), Ok(sig)) = (libc::pid_t::try_from(pid), i32::try_from(sig)) else {
+                return Err(mlua::Error::runtime("kill: pid or signal out of range"));
+            };
+            if pid <= 0 || !(0..=64).contains(&sig) {
+                return Err(mlua::Error::runtime(
+                    "kill: pid must be > 0 and signal between 0 and 64",
+                ));
+            }
+            Ok(if sys::kill(pid, sig).is_ok() { 0 } else { -1 })
         })?,
     ));
     {
@@ -103,7 +108,9 @@ fn count_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             "observeFd",
             lua.create_function(move |_, (fd, r, w): (i64, bool, bool)| {
                 let fd = std::os::fd::RawFd::try_from(fd)
-                    .map_err(|_| mlua::Error::runtime("observefd: bad fd"))?;
+                    .ok()
+                    .filter(|fd| *fd >= 0)
+                    .ok_or_else(|| mlua::Error::runtime("observefd: bad fd"))?;
                 let mut c = core.borrow_mut();
                 if r || w {
                     c.observed.insert(fd, (r, w));

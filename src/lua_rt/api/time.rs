@@ -25,8 +25,15 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             lua.create_function(move |_, t: Value| {
                 let mut c = core.borrow_mut();
                 let origin = c.origin;
-                c.user_alarm =
-                    ts_of(&t).map(|t| origin + std::time::Duration::from_secs_f64(t.0.max(0.0)));
+                // A time beyond any instant (`now() + math.huge`) never comes; NaN is refused
+                // by alarm() before it gets here.
+                c.user_alarm = ts_of(&t).and_then(|t| {
+                    let secs = t.0.max(0.0);
+                    if !secs.is_finite() || secs > 1e12 {
+                        return None;
+                    }
+                    origin.checked_add(std::time::Duration::from_secs_f64(secs))
+                });
                 Ok(())
             })?,
         ));
