@@ -93,7 +93,7 @@ local settingsKeys = {
 	logfile = true, pidfile = true, nodaemon = true, onepass = true,
 	statusFile = true, statusInterval = true, logfacility = true,
 	logident = true, insist = true, inotifyMode = true,
-	maxProcesses = true, maxDelays = true, maxBackoff = true, monitor = true,
+	maxProcesses = true, maxDelays = true, maxBackoff = true, maxPending = true, monitor = true,
 	statusFormat = true, metricsFile = true, metricsListen = true,
 }
 

@@ -42,6 +42,9 @@ pub(crate) struct Settings {
     pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// `maxBackoff`: the longest wait between two attempts of a failing sync, in seconds.
     pub(crate) max_backoff: f64,
+    /// `maxPending`: pending changes of one sync above which they collapse into one full
+    /// transfer.
+    pub(crate) max_pending: usize,
 }
 
 fn truthy(v: &Value) -> bool {
@@ -129,6 +132,9 @@ impl Settings {
             max_processes: number(&get("maxProcesses"))
                 .filter(|n| *n >= 1.0)
                 .map(|n| n.min(1e9) as usize),
+            max_pending: number(&get("maxPending"))
+                .filter(|n| *n >= 1.0)
+                .map_or(crate::sync::DEFAULT_MAX_PENDING, |n| n.min(1e12) as usize),
             max_backoff: number(&get("maxBackoff"))
                 .filter(|n| n.is_finite() && *n >= 1.0)
                 .unwrap_or(crate::retry::DEFAULT_MAX_BACKOFF),

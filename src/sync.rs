@@ -77,6 +77,11 @@ pub(crate) struct SyncJob {
     pub(crate) health: SyncHealth,
     /// Failed attempts and the wait before the next one.
     pub(crate) backoff: Backoff,
+    /// The config has a `full` function: pending changes can collapse into a Full event.
+    pub(crate) has_full: bool,
+    /// The Full event pending changes collapsed into; while it waits, new changes are part of
+    /// it already.
+    pub(crate) collapsed: Option<DelayId>,
 }
 
 impl SyncJob {
@@ -137,7 +142,12 @@ pub(crate) struct Core {
     pub(crate) spawn_failures: Vec<(usize, libc::pid_t, String)>,
     /// The next stand-in pid of a failed spawn (negative: never a real process).
     next_failed_pid: libc::pid_t,
+    /// `settings{ maxPending }`: a sync holding more delays collapses them into one Full.
+    pub(crate) max_pending: usize,
 }
+
+/// Default of `settings{ maxPending }`.
+pub(crate) const DEFAULT_MAX_PENDING: usize = 100_000;
 
 impl Core {
     pub(crate) fn new(origin: Instant) -> Core {
@@ -160,6 +170,7 @@ impl Core {
             max_backoff: crate::retry::DEFAULT_MAX_BACKOFF,
             spawn_failures: Vec::new(),
             next_failed_pid: -1,
+            max_pending: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -258,6 +269,9 @@ impl Core {
         path2: Option<Rc<[u8]>>,
         now: Instant,
     ) {
+        if self.covered_by_full(sid) {
+            return;
+        }
         let mut dirs: Vec<Rc<[u8]>> = Vec::new();
         self.delay_one(sid, kind, path, path2, now, &mut dirs);
         // Directory recursion with an explicit stack: deep trees do not grow the call stack.
@@ -282,6 +296,55 @@ impl Core {
                 self.delay_one(sid, DelayKind::Create, p.into(), None, now, &mut dirs);
             }
         }
+        let s = &self.syncs[sid];
+        if s.has_full && s.delays.len() > self.max_pending {
+            self.collapse(sid, now);
+        }
+    }
+
+    /// Whether a Full event that pending changes collapsed into still waits: it will transfer
+    /// whatever changes now, so nothing needs queueing.
+    fn covered_by_full(&mut self, sid: usize) -> bool {
+        let s = &mut self.syncs[sid];
+        let Some(id) = s.collapsed else { return false };
+        if s.delays.get(id).is_some_and(|d| d.status == Status::Wait) {
+            return true;
+        }
+        s.collapsed = None;
+        false
+    }
+
+    /// Bounded memory (`maxPending`): every pending change of the sync that is not running
+    /// is replaced by one Full event of the whole source.
+    fn collapse(&mut self, sid: usize, now: Instant) {
+        let s = &mut self.syncs[sid];
+        let gone: Vec<DelayId> = s
+            .delays
+            .iter()
+            .filter(|(_, d)| d.status != Status::Active && d.kind != DelayKind::Init)
+            .map(|(id, _)| id)
+            .collect();
+        for id in &gone {
+            s.delays.remove(*id);
+            self.removed.push((sid, *id));
+        }
+        let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+        let id = s
+            .delays
+            .push_unblocked(DelayKind::Full, b"/".to_vec().into(), alarm);
+        s.collapsed = Some(id);
+        log::normal(
+            [
+                s.name.as_slice(),
+                format!(
+                    ": {} pending changes (maxPending {}) collapsed into one full transfer",
+                    gone.len(),
+                    self.max_pending
+                )
+                .as_bytes(),
+            ]
+            .concat(),
+        );
     }
 
     fn delay_one(
@@ -820,7 +883,26 @@ mod tests {
             backoff: Default::default(),
             monitor_choice: None,
             monitor: Monitor::Inotify,
+            has_full: true,
+            collapsed: None,
         }
+    }
+
+    #[test]
+    fn pending_changes_collapse_into_one_full_that_covers_later_ones() {
+        let now = Instant::now();
+        let mut core = Core::new(now);
+        core.max_pending = 10;
+        core.syncs = vec![job("/src/")];
+        for i in 0..11 {
+            let p: Rc<[u8]> = format!("/f{i}").into_bytes().into();
+            core.delay(0, DelayKind::Modify, p, None, now);
+        }
+        let kinds: Vec<DelayKind> = core.syncs[0].delays.iter().map(|(_, d)| d.kind).collect();
+        assert_eq!(kinds, [DelayKind::Full]);
+        assert_eq!(core.removed.len(), 11);
+        core.delay(0, DelayKind::Create, b"/later".to_vec().into(), None, now);
+        assert_eq!(core.syncs[0].delays.len(), 1);
     }
 
     #[test]

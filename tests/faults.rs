@@ -477,3 +477,58 @@ fn failing_tunnel_with_parallel_2_restarts_at_most_a_few_times_per_retry_delay()
     assert!(d.try_exit().is_none(), "{}", d.log());
     eprintln!("failing tunnel, parallel = 2, retryDelay = 2: {n} starts in {secs:.1} s");
 }
+
+/// Peak resident memory of `pid` in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn two_hundred_thousand_changes_during_an_outage_stay_bounded_then_converge() {
+    rsync_path();
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    // The target's parent is missing while "down": rsync cannot create dst/down/inner.
+    let cfg = dir.config(
+        "pending.lua",
+        &format!(
+            "settings {{ maxBackoff = 2, maxPending = 1000 }}\n\
+             sync {{ default.rsync, source = 'src', target = {}, delay = 0 }}\n",
+            lua_str(dir.path_str("dst/down/inner"))
+        ),
+    );
+    for d in 0..20 {
+        dir.mkdir(format!("src/d{d}"));
+    }
+    let mut d = Daemon::config(&dir, &cfg, &["-insist"]);
+    d.wait_log("transfer failed");
+    let before = peak_rss_kib(d.pid());
+    // 200 000 changes: forty writes to each of 5 000 files.
+    let t0 = Instant::now();
+    for round in 0..40 {
+        for i in 0..5_000 {
+            dir.write(format!("src/d{}/f{i}", i % 20), format!("{round}"));
+        }
+    }
+    let written = t0.elapsed();
+    d.wait_log("collapsed into one full transfer");
+    // Let the daemon read everything still queued in the kernel.
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = peak_rss_kib(d.pid());
+    dir.mkdir("dst/down");
+    let converged = wait_until(Duration::from_secs(180), || {
+        tree_diff(&dir.src(), &dir.path("dst/down/inner")).is_some_and(|d| d.is_empty())
+            || d.try_exit().is_some()
+    });
+    assert!(converged, "no convergence\n{}", d.log());
+    assert!(d.try_exit().is_none(), "{}", d.log());
+    eprintln!("200 000 changes (5 000 files, written in {written:?}) with maxPending 1000: peak RSS {peak} KiB (before: {before} KiB)");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}

@@ -235,6 +235,7 @@ fn run_once(
         let mut c = core.borrow_mut();
         c.max_processes = settings.max_processes;
         c.max_backoff = settings.max_backoff;
+        c.max_pending = settings.max_pending;
         if p.daemonized {
             c.child_logfile = settings.logfile.clone();
         }

@@ -629,6 +629,8 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         monitor: Default::default(),
         health: Default::default(),
         backoff: Default::default(),
+        has_full: matches!(config.get::<Value>("full")?, Value::Function(_)),
+        collapsed: None,
     })
 }
 
