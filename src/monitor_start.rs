@@ -113,8 +113,16 @@ pub(crate) fn register_monitors(
     token: Token,
 ) -> std::io::Result<()> {
     for fd in monitors.fds() {
+        // A config may have observed this fd number (observefd): it is the monitor's again.
         poll.registry()
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    poll.registry()
+                        .reregister(&mut SourceFd(&fd), token, Interest::READABLE)
+                }
+                _ => Err(e),
+            })?;
     }
     Ok(())
 }
