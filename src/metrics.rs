@@ -63,6 +63,98 @@ impl Family<'_> {
 }
 
 /// The exposition text of a snapshot.
+/// A per-sync metric: name, type, help, and its value for a sync (`None`: no sample).
+type SyncMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&SyncView) -> Option<f64>,
+);
+
+/// The per-sync metrics after `lsyncd_sync_state`, in exposition order.
+const SYNC_METRICS: &[SyncMetric] = &[
+    (
+        "lsyncd_sync_pending_events",
+        "gauge",
+        "Changes queued and not yet transferred.",
+        |s| Some(s.pending as f64),
+    ),
+    (
+        "lsyncd_sync_lag_seconds",
+        "gauge",
+        "Age of the oldest change not yet transferred; 0 when none is pending.",
+        |s| Some(s.lag_secs as f64),
+    ),
+    (
+        "lsyncd_sync_running_processes",
+        "gauge",
+        "Transfer processes running.",
+        |s| Some(s.running as f64),
+    ),
+    (
+        "lsyncd_sync_transfers_started_total",
+        "counter",
+        "Transfer processes started.",
+        |s| Some(s.health.transfers_started as f64),
+    ),
+    (
+        "lsyncd_sync_transfers_succeeded_total",
+        "counter",
+        "Transfer processes that ended well.",
+        |s| Some(s.health.transfers_succeeded as f64),
+    ),
+    (
+        "lsyncd_sync_transfers_failed_total",
+        "counter",
+        "Transfer processes that failed (retried or given up).",
+        |s| Some(s.health.transfers_failed as f64),
+    ),
+    (
+        "lsyncd_sync_consecutive_failures",
+        "gauge",
+        "Transfers failed since the last one that ended well.",
+        |s| Some(s.health.consecutive_failures as f64),
+    ),
+    (
+        "lsyncd_sync_last_success_timestamp_seconds",
+        "gauge",
+        "When a transfer last ended well, since the Unix epoch; 0 if none did yet.",
+        |s| Some(s.health.last_success.map_or(0.0, unix_secs)),
+    ),
+    (
+        "lsyncd_sync_last_failure_timestamp_seconds",
+        "gauge",
+        "When a transfer last failed, since the Unix epoch; 0 if none did.",
+        |s| {
+            Some(
+                s.health
+                    .last_failure
+                    .as_ref()
+                    .map_or(0.0, |x| unix_secs(x.at)),
+            )
+        },
+    ),
+    (
+        "lsyncd_sync_last_failure_exit_code",
+        "gauge",
+        "Exit code of the last failed transfer (absent if none failed).",
+        |s| s.health.last_failure.as_ref().map(|x| x.exit_code as f64),
+    ),
+    (
+        "lsyncd_sync_events_total",
+        "counter",
+        "File-system events that reached the sync.",
+        |s| Some(s.health.events_received as f64),
+    ),
+    (
+        "lsyncd_sync_events_excluded_total",
+        "counter",
+        "Events dropped by the sync's excludes or filters.",
+        |s| Some(s.health.events_excluded as f64),
+    ),
+];
+
+/// The exposition text of a snapshot.
 pub(crate) fn render(snap: &Snapshot) -> String {
     let mut out = String::with_capacity(2048 + snap.syncs.len() * 1024);
     let d = &snap.daemon;
@@ -77,33 +169,42 @@ pub(crate) fn render(snap: &Snapshot) -> String {
         "lsyncd_info{{version=\"2.3.1\",monitor=\"{}\"}} 1",
         d.monitor
     );
-    f.head(
-        "lsyncd_start_time_seconds",
-        "gauge",
-        "Start time of the daemon since the Unix epoch.",
-    );
-    let _ = writeln!(f.out, "lsyncd_start_time_seconds {}", unix_secs(d.started));
-    f.head(
-        "lsyncd_uptime_seconds",
-        "gauge",
-        "Seconds since the daemon started.",
-    );
-    let _ = writeln!(f.out, "lsyncd_uptime_seconds {}", snap.uptime_secs);
-    f.head("lsyncd_watches", "gauge", "Directories watched.");
-    let _ = writeln!(f.out, "lsyncd_watches {}", snap.watches);
-    f.head(
-        "lsyncd_overflows_total",
-        "counter",
-        "Event queue overflows (each one restarts the daemon).",
-    );
-    let _ = writeln!(f.out, "lsyncd_overflows_total {}", d.overflows);
-    f.head(
-        "lsyncd_restarts_total",
-        "counter",
-        "Restarts after a HUP or an overflow.",
-    );
-    let _ = writeln!(f.out, "lsyncd_restarts_total {}", d.restarts);
-
+    let singles: [(&str, &str, &str, f64); 5] = [
+        (
+            "lsyncd_start_time_seconds",
+            "gauge",
+            "Start time of the daemon since the Unix epoch.",
+            unix_secs(d.started),
+        ),
+        (
+            "lsyncd_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+            snap.uptime_secs,
+        ),
+        (
+            "lsyncd_watches",
+            "gauge",
+            "Directories watched.",
+            snap.watches as f64,
+        ),
+        (
+            "lsyncd_overflows_total",
+            "counter",
+            "Event queue overflows (each one restarts the daemon).",
+            d.overflows as f64,
+        ),
+        (
+            "lsyncd_restarts_total",
+            "counter",
+            "Restarts after a HUP or an overflow.",
+            d.restarts as f64,
+        ),
+    ];
+    for (name, kind, help, value) in singles {
+        f.head(name, kind, help);
+        let _ = writeln!(f.out, "{name} {value}");
+    }
     f.head(
         "lsyncd_sync_state",
         "gauge",
@@ -121,99 +222,9 @@ pub(crate) fn render(snap: &Snapshot) -> String {
             );
         }
     }
-    let syncs = &snap.syncs;
-    let count = |n: u64| Some(n as f64);
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_pending_events",
-        "gauge",
-        "Changes queued and not yet transferred.",
-        |s| Some(s.pending as f64),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_lag_seconds",
-        "gauge",
-        "Age of the oldest change not yet transferred; 0 when none is pending.",
-        |s| Some(s.lag_secs as f64),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_running_processes",
-        "gauge",
-        "Transfer processes running.",
-        |s| Some(s.running as f64),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_transfers_started_total",
-        "counter",
-        "Transfer processes started.",
-        |s| count(s.health.transfers_started),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_transfers_succeeded_total",
-        "counter",
-        "Transfer processes that ended well.",
-        |s| count(s.health.transfers_succeeded),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_transfers_failed_total",
-        "counter",
-        "Transfer processes that failed (retried or given up).",
-        |s| count(s.health.transfers_failed),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_consecutive_failures",
-        "gauge",
-        "Transfers failed since the last one that ended well.",
-        |s| count(s.health.consecutive_failures),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_last_success_timestamp_seconds",
-        "gauge",
-        "When a transfer last ended well, since the Unix epoch; 0 if none did yet.",
-        |s| Some(s.health.last_success.map_or(0.0, unix_secs)),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_last_failure_timestamp_seconds",
-        "gauge",
-        "When a transfer last failed, since the Unix epoch; 0 if none did.",
-        |s| {
-            Some(
-                s.health
-                    .last_failure
-                    .as_ref()
-                    .map_or(0.0, |x| unix_secs(x.at)),
-            )
-        },
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_last_failure_exit_code",
-        "gauge",
-        "Exit code of the last failed transfer (absent if none failed).",
-        |s| s.health.last_failure.as_ref().map(|x| x.exit_code as f64),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_events_total",
-        "counter",
-        "File-system events that reached the sync.",
-        |s| count(s.health.events_received),
-    );
-    f.per_sync(
-        syncs,
-        "lsyncd_sync_events_excluded_total",
-        "counter",
-        "Events dropped by the sync's excludes or filters.",
-        |s| count(s.health.events_excluded),
-    );
+    for (name, kind, help, value) in SYNC_METRICS {
+        f.per_sync(&snap.syncs, name, kind, help, value);
+    }
     out
 }
 
