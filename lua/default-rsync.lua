@@ -387,8 +387,12 @@ function rsync.full(event)
 	end
 	target = common.substituteTarget(inlet, event, target)
 
+	-- A Full standing for collapsed pending changes (maxPending) deletes what the running
+	-- mode would have deleted one by one; any other Full follows the startup mode.
 	local delete = {}
-	if config.delete == true or config.delete == 'startup' then
+	if event.collapsed then
+		delete = runningDelete(config) or delete
+	elseif config.delete == true or config.delete == 'startup' then
 		delete = { '--delete', '--ignore-errors' }
 	end
 	if config.rsync.delete_excluded == true then

@@ -225,6 +225,8 @@ local eventFields = {
 	config = function( ev, info ) return syncsL[ info[ 1 ] ].config end,
 	inlet = function( ev, info ) return syncsL[ info[ 1 ] ].inlet end,
 	isList = function( ) return false end,
+	-- true only on the Full event handed to `full` for changes collapsed above maxPending
+	collapsed = function( ) return false end,
 	isdir = function( ev, info ) return sub( evpath( info ), -1 ) == '/' end,
 	name = function( ev, info ) return lastComponent( evpath( info ) ) end,
 	basename = function( ev, info )
@@ -1127,9 +1129,11 @@ function hooks.init( sid, did )
 	s.config.init( mkevent( sid, did ) )
 end
 
-function hooks.full( sid, did )
+function hooks.full( sid, did, collapsed )
 	local s = syncsL[ sid ]
-	s.config.full( mkevent( sid, did ) )
+	local ev = mkevent( sid, did )
+	if collapsed then rawset( ev, 'collapsed', true ) end
+	s.config.full( ev )
 end
 
 function hooks.action( sid )

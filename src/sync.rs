@@ -77,8 +77,12 @@ pub(crate) struct SyncJob {
     pub(crate) health: SyncHealth,
     /// Failed attempts and the wait before the next one.
     pub(crate) backoff: Backoff,
-    /// The config has a `full` function: pending changes can collapse into a Full event.
+    /// The config takes a Full event (a `full` function, or layer 2/3's `onFull` through
+    /// `default.action`): pending changes can collapse into one.
     pub(crate) has_full: bool,
+    /// Above `maxPending` without a way to collapse: logged once, until the queue is back
+    /// under the limit.
+    pub(crate) over_limit_logged: bool,
     /// The Full event pending changes collapsed into; while it waits, new changes are part of
     /// it already.
     pub(crate) collapsed: Option<DelayId>,
@@ -296,9 +300,25 @@ impl Core {
                 self.delay_one(sid, DelayKind::Create, p.into(), None, now, &mut dirs);
             }
         }
-        let s = &self.syncs[sid];
-        if s.has_full && s.delays.len() > self.max_pending {
+        let s = &mut self.syncs[sid];
+        if s.delays.len() <= self.max_pending {
+            s.over_limit_logged = false;
+        } else if s.has_full {
             self.collapse(sid, now);
+        } else if !s.over_limit_logged {
+            s.over_limit_logged = true;
+            log::with(b"Warn", || {
+                [
+                    s.name.as_slice(),
+                    format!(
+                        ": more than {} pending changes (maxPending), but no full or onFull \
+                         action to collapse them into: every change is kept",
+                        self.max_pending
+                    )
+                    .as_bytes(),
+                ]
+                .concat()
+            });
         }
     }
 
@@ -884,6 +904,7 @@ mod tests {
             monitor_choice: None,
             monitor: Monitor::Inotify,
             has_full: true,
+            over_limit_logged: false,
             collapsed: None,
         }
     }
@@ -903,6 +924,24 @@ mod tests {
         assert_eq!(core.removed.len(), 11);
         core.delay(0, DelayKind::Create, b"/later".to_vec().into(), None, now);
         assert_eq!(core.syncs[0].delays.len(), 1);
+    }
+
+    #[test]
+    fn without_a_full_action_every_pending_change_is_kept() {
+        let now = Instant::now();
+        let mut core = Core::new(now);
+        core.max_pending = 10;
+        core.syncs = vec![job("/src/")];
+        core.syncs[0].has_full = false;
+        for i in 0..25 {
+            let p: Rc<[u8]> = format!("/f{i}").into_bytes().into();
+            core.delay(0, DelayKind::Modify, p, None, now);
+        }
+        let s = &core.syncs[0];
+        assert_eq!(s.delays.len(), 25);
+        assert!(s.delays.iter().all(|(_, d)| d.kind == DelayKind::Modify));
+        assert!(s.over_limit_logged);
+        assert!(core.removed.is_empty());
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod api_fuzz;
 mod argv;
 mod churn;
 mod cli;
+mod collapse;
 mod config_errors;
 mod config_keys;
 mod crontab;

@@ -470,7 +470,10 @@ fn invoke_actions(
             cursor = Some(pos);
             match kind {
                 DelayKind::Init => rt.call_init(sid, did)?,
-                DelayKind::Full if rt.has_full(sid)? => rt.call_full(sid, did)?,
+                DelayKind::Full if rt.has_full(sid)? => {
+                    let collapsed = core.borrow().syncs[sid].collapsed == Some(did);
+                    rt.call_full(sid, did, collapsed)?
+                }
                 _ => rt.call_action(sid)?,
             }
             if core.borrow().fading {

@@ -496,8 +496,14 @@ impl Runtime {
     }
 
     /// `config.full(event)` for a Full delay.
-    pub(crate) fn call_full(&self, sid: usize, did: DelayId) -> Result<(), ExitCode> {
-        self.call_hook::<()>("full", (sid as i64, did.0 as i64))
+    /// `collapsed`: the Full stands for pending changes that collapsed (`maxPending`).
+    pub(crate) fn call_full(
+        &self,
+        sid: usize,
+        did: DelayId,
+        collapsed: bool,
+    ) -> Result<(), ExitCode> {
+        self.call_hook::<()>("full", (sid as i64, did.0 as i64, collapsed))
     }
 
     /// `config.action(inlet)`.
@@ -629,9 +635,24 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         monitor: Default::default(),
         health: Default::default(),
         backoff: Default::default(),
-        has_full: matches!(config.get::<Value>("full")?, Value::Function(_)),
+        has_full: takes_full(lua, config)?,
+        over_limit_logged: false,
         collapsed: None,
     })
+}
+
+/// Whether a sync's config handles a Full event: a `full` function, or an `onFull` handler
+/// reached through layer 2/3's `default.action`.
+fn takes_full(lua: &Lua, config: &Table) -> mlua::Result<bool> {
+    if let Value::Function(_) = config.get::<Value>("full")? {
+        return Ok(true);
+    }
+    let default_action = lua
+        .globals()
+        .get::<Table>("default")?
+        .get::<Value>("action")?;
+    let on_full = matches!(config.get::<Value>("onFull")?, Value::Function(_));
+    Ok(on_full && config.get::<Value>("action")? == default_action)
 }
 
 /// `filter` and `exclude` of a sync's config (SPEC §5.7).
