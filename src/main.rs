@@ -25,6 +25,7 @@ mod notify;
 mod retry;
 mod shutdown;
 mod signals;
+mod source_root;
 mod spawn;
 mod status;
 mod sync;

@@ -65,6 +65,9 @@ pub(crate) struct SyncJob {
     pub(crate) disabled: bool,
     /// Its tunnel is not up: events are queued, no action runs (SPEC §14.2).
     pub(crate) held: bool,
+    /// Its source directory was moved away or deleted: events are kept, no action runs
+    /// until it is back (`source_root.rs`).
+    pub(crate) source_gone: bool,
     /// `crontab` rules (SPEC §14.3): a due one queues a Full event.
     pub(crate) crontab: Vec<crate::crontab::CronRule>,
     /// When the next crontab rule is due.
@@ -337,6 +340,23 @@ impl Core {
     /// Bounded memory (`maxPending`): every pending change of the sync that is not running
     /// is replaced by one Full event of the whole source.
     fn collapse(&mut self, sid: usize, now: Instant) {
+        let gone = self.replace_pending_with_full(sid, now);
+        log::normal(
+            [
+                self.syncs[sid].name.as_slice(),
+                format!(
+                    ": {gone} pending changes (maxPending {}) collapsed into one full transfer",
+                    self.max_pending
+                )
+                .as_bytes(),
+            ]
+            .concat(),
+        );
+    }
+
+    /// Replaces every pending change of the sync that is not running (Init excepted) by one
+    /// Full event of the whole source, after the sync's delay; returns how many it replaced.
+    pub(crate) fn replace_pending_with_full(&mut self, sid: usize, now: Instant) -> usize {
         let s = &mut self.syncs[sid];
         let gone: Vec<DelayId> = s
             .delays
@@ -353,18 +373,7 @@ impl Core {
             .delays
             .push_unblocked(DelayKind::Full, b"/".to_vec().into(), alarm);
         s.collapsed = Some(id);
-        log::normal(
-            [
-                s.name.as_slice(),
-                format!(
-                    ": {} pending changes (maxPending {}) collapsed into one full transfer",
-                    gone.len(),
-                    self.max_pending
-                )
-                .as_bytes(),
-            ]
-            .concat(),
-        );
+        gone.len()
     }
 
     fn delay_one(
@@ -462,7 +471,7 @@ impl Core {
     /// from the delay list's alarm index.
     pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
         let s = &self.syncs[sid];
-        if s.disabled || s.held || s.processes.len() >= s.max_processes {
+        if s.disabled || s.held || s.source_gone || s.processes.len() >= s.max_processes {
             return None;
         }
         let cron = s.cron_next.map(|t| t.max(now));
@@ -481,7 +490,7 @@ impl Core {
     /// sync can start processes).
     pub(crate) fn crontab_due(&mut self, sid: usize, now: Instant) {
         let s = &mut self.syncs[sid];
-        if s.disabled || s.held || s.processes.len() >= s.max_processes {
+        if s.disabled || s.held || s.source_gone || s.processes.len() >= s.max_processes {
             return;
         }
         if s.cron_next.is_some_and(|t| t <= now) {
@@ -508,6 +517,7 @@ impl Core {
         let s = &self.syncs[sid];
         if s.disabled
             || s.held
+            || s.source_gone
             || s.processes.len() >= s.max_processes
             || self.at_global_limit()
             || s.backoff.holds_until(now).is_some()
@@ -897,6 +907,7 @@ mod tests {
             init_done: false,
             disabled: false,
             held: false,
+            source_gone: false,
             crontab: Vec::new(),
             cron_next: None,
             health: Default::default(),

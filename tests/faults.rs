@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::sshd::{Sshd, HOST};
 use crate::util::{
-    lua_str, rsync_path, send_signal, tree_diff, wait_until, Daemon, TestDir, TIMEOUT,
+    is_root, lua_str, rsync_path, send_signal, tree_diff, wait_until, Daemon, TestDir, TIMEOUT,
 };
 
 /// The direct children of `pid`.
@@ -36,13 +36,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     // fields after the command: state is [0], utime [11], stime [12]
     let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     n(11) + n(12)
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
 }
 
 /// A daemon started in a private mount namespace after `setup` (shell commands) ran there.

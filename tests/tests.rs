@@ -55,4 +55,5 @@ mod ssh;
 mod syslog;
 mod tunnel;
 mod v23;
+mod watch_faults;
 mod watch_limits;

@@ -343,6 +343,16 @@ fn start_metrics(p: &mut Process, listen: Option<std::net::SocketAddr>) -> Resul
 pub(crate) fn watch_error(e: WatchError) -> ExitCode {
     match e {
         WatchError::Limit { .. } => fatal(e.to_string()),
+        // The path as bytes: a non-UTF-8 name is shown as it is.
+        WatchError::Root { dir, err } => fatal(
+            [
+                b"Cannot watch source directory ".as_slice(),
+                &dir,
+                b": ",
+                err.to_string().as_bytes(),
+            ]
+            .concat(),
+        ),
         WatchError::Io(e) => fatal(format!("Read fail on inotify: {e}")),
     }
 }

@@ -60,6 +60,8 @@ struct Wakeups {
     inotify_rest: Option<Instant>,
     /// Tunnels are looked after at least every [`TUNNEL_TICK`].
     tunnels: bool,
+    /// The next look for a source root that is away.
+    roots: Option<Instant>,
 }
 
 /// How long `poll` may sleep at `now`: until the earliest wake-up, `None` for ever.
@@ -73,6 +75,7 @@ fn next_timeout(w: &Wakeups, now: Instant) -> Option<Duration> {
             w.status,
             w.notifier,
             w.inotify_rest,
+            w.roots,
             w.ready_now.then_some(now),
             w.tunnels.then(|| now + TUNNEL_TICK),
         ];
@@ -173,6 +176,7 @@ impl<'a> Run<'a> {
         }
         let (inotify_ready, child_exited) = self.dispatch();
         self.read_inotify(inotify_ready)?;
+        self.source_roots()?;
         if self.fade.is_some() {
             self.core.borrow_mut().fading = true;
         }
@@ -212,6 +216,7 @@ impl<'a> Run<'a> {
                 || (!observed.is_empty() && !sys::poll_now(observed).is_empty()),
             inotify_rest: self.inotify_rest,
             tunnels: c.tunnels,
+            roots: self.watcher.next_root_check(),
         }
     }
 
@@ -308,6 +313,23 @@ impl<'a> Run<'a> {
                     c.dispatch(ev, now);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Looks for the source roots that are away when due, and hands the syncs every root
+    /// that went away or came back.
+    fn source_roots(&mut self) -> Step {
+        let now = Instant::now();
+        if self.fade.is_none() && self.watcher.next_root_check().is_some_and(|t| t <= now) {
+            let core = self.core;
+            self.watcher
+                .check_roots(now, &mut |m, dir| core.borrow().concerns(m, dir))
+                .map_err(|e| exit(watch_error(e)))?;
+        }
+        let mut c = self.core.borrow_mut();
+        for ev in self.watcher.take_root_events() {
+            c.root_event(&ev, now);
         }
         Ok(())
     }

@@ -626,6 +626,7 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
         init_done: false,
         disabled: false,
         held: false,
+        source_gone: false,
         crontab,
         cron_next: None,
         monitor_choice: match config.get::<Value>("monitor")? {

@@ -31,11 +31,22 @@ use std::mem;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Instant;
 
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
 use super::tree::{Handle, Registry, NO_NODE};
-use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, WatchError, READ_BATCH};
+use super::{
+    FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootChange, WatchError, READ_BATCH,
+};
+
+#[path = "inotify_decode.rs"]
+mod decode;
+#[path = "inotify_roots.rs"]
+mod roots;
+
+use decode::{log_event, Pairer, RawEvents, Step};
+use roots::Roots;
 
 impl InotifyMode {
     fn mask(self) -> WatchMask {
@@ -46,6 +57,7 @@ impl InotifyMode {
             | WatchMask::CREATE
             | WatchMask::DELETE
             | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
             | WatchMask::MOVED_FROM
             | WatchMask::MOVED_TO
             | WatchMask::DONT_FOLLOW
@@ -58,201 +70,33 @@ impl InotifyMode {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Raw events and their translation (pure: no I/O, no registry)
-
-/// `sizeof(struct inotify_event)` without the name: wd, mask, cookie, len.
-const EVENT_HEADER: usize = 16;
-
-/// One kernel record as read from the fd; `name` without its NUL padding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RawEvent<'a> {
-    wd: i32,
-    mask: u32,
-    cookie: u32,
-    name: &'a [u8],
-}
-
-/// Iterates the records of one `read()`. Parsed with `from_ne_bytes`, so no alignment or unsafe
-/// concerns; a truncated tail (never produced by the kernel) ends the iteration.
-struct RawEvents<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Iterator for RawEvents<'a> {
-    type Item = RawEvent<'a>;
-
-    fn next(&mut self) -> Option<RawEvent<'a>> {
-        let field = |at: usize| -> Option<[u8; 4]> { self.buf.get(at..at + 4)?.try_into().ok() };
-        let wd = i32::from_ne_bytes(field(0)?);
-        let mask = u32::from_ne_bytes(field(4)?);
-        let cookie = u32::from_ne_bytes(field(8)?);
-        let len = u32::from_ne_bytes(field(12)?) as usize;
-        let end = EVENT_HEADER.checked_add(len)?;
-        let Some(padded) = self.buf.get(EVENT_HEADER..end) else {
-            self.buf = &[];
-            return None;
-        };
-        self.buf = &self.buf[end..];
-        let name = match padded.iter().position(|&b| b == 0) {
-            Some(nul) => &padded[..nul],
-            None => padded,
-        };
-        Some(RawEvent {
-            wd,
-            mask,
-            cookie,
-            name,
-        })
+/// A sub-directory `inotify_add_watch` refused. Gone (`ENOENT`) or no longer a directory
+/// (`ENOTDIR`) since it was listed is normal churn, logged under `Inotify`; anything else
+/// (`EACCES`, `ELOOP`, ...) is a warning: its changes are not seen until it is touched again.
+fn log_not_watched(path: &[u8], e: &io::Error) {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENOTDIR) => crate::log::with(b"Inotify", || {
+            [
+                b"not watching ".as_slice(),
+                path,
+                b": ",
+                e.to_string().as_bytes(),
+            ]
+            .concat()
+        }),
+        _ => crate::log::log(b"Warn", &not_watched_message(path, e)),
     }
 }
 
-/// A raw event after pairing and classification, still in wd + name form.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step<'a> {
-    Overflow,
-    /// The kernel dropped this watch (directory gone, unmounted, or we removed it).
-    Ignored {
-        wd: i32,
-    },
-    Event {
-        kind: FsKind,
-        wd: i32,
-        name: &'a [u8],
-        is_dir: bool,
-    },
-    Move {
-        from_wd: i32,
-        from_name: &'a [u8],
-        to_wd: i32,
-        to_name: &'a [u8],
-        is_dir: bool,
-    },
-}
-
-/// SPEC §3.3 step 5: the first matching bit decides.
-fn classify(mask: u32) -> Option<FsKind> {
-    if mask & libc::IN_MOVED_TO != 0 {
-        Some(FsKind::Create)
-    } else if mask & libc::IN_ATTRIB != 0 {
-        Some(FsKind::Attrib)
-    } else if mask & (libc::IN_CLOSE_WRITE | libc::IN_MODIFY) != 0 {
-        Some(FsKind::Modify)
-    } else if mask & libc::IN_CREATE != 0 {
-        Some(FsKind::Create)
-    } else if mask & libc::IN_DELETE != 0 {
-        Some(FsKind::Delete)
-    } else {
-        None
-    }
-}
-
-/// The one-slot `MOVED_FROM` buffer of SPEC §3.4. The name buffer is reused between moves.
-#[derive(Debug, Default)]
-struct Pairer {
-    pending: Option<(i32, u32, bool)>,
-    name: Vec<u8>,
-}
-
-type Emit<'e, E> = &'e mut dyn FnMut(Step<'_>) -> Result<(), E>;
-
-impl Pairer {
-    /// Translates one raw event (SPEC §3.3 order). `Ok(false)` after an overflow: the caller
-    /// drops the rest of the buffer.
-    fn feed<E>(&mut self, ev: RawEvent<'_>, emit: Emit<'_, E>) -> Result<bool, E> {
-        if ev.mask & libc::IN_Q_OVERFLOW != 0 {
-            self.finish(emit)?;
-            emit(Step::Overflow)?;
-            return Ok(false);
-        }
-        if ev.mask & libc::IN_IGNORED != 0 {
-            emit(Step::Ignored { wd: ev.wd })?;
-            return Ok(true);
-        }
-        if ev.name.is_empty() {
-            return Ok(true);
-        }
-        let is_dir = ev.mask & libc::IN_ISDIR != 0;
-        if let Some((from_wd, cookie, from_dir)) = self.pending.take() {
-            if ev.mask & libc::IN_MOVED_TO != 0 && ev.cookie == cookie {
-                emit(Step::Move {
-                    from_wd,
-                    from_name: &self.name,
-                    to_wd: ev.wd,
-                    to_name: ev.name,
-                    is_dir: is_dir || from_dir,
-                })?;
-                return Ok(true);
-            }
-            crate::log::with(b"Inotify", || {
-                b"icore, changing unary MOVE_FROM into DELETE".to_vec()
-            });
-            emit(Step::Event {
-                kind: FsKind::Delete,
-                wd: from_wd,
-                name: &self.name,
-                is_dir: from_dir,
-            })?;
-        }
-        if ev.mask & libc::IN_MOVED_FROM != 0 {
-            self.name.clear();
-            self.name.extend_from_slice(ev.name);
-            self.pending = Some((ev.wd, ev.cookie, is_dir));
-            return Ok(true);
-        }
-        if let Some(kind) = classify(ev.mask) {
-            emit(Step::Event {
-                kind,
-                wd: ev.wd,
-                name: ev.name,
-                is_dir,
-            })?;
-        }
-        Ok(true)
-    }
-
-    /// End of the burst: a still unpaired `MOVED_FROM` becomes a `Delete`.
-    fn finish<E>(&mut self, emit: Emit<'_, E>) -> Result<(), E> {
-        match self.pending.take() {
-            Some((wd, _, is_dir)) => {
-                crate::log::with(b"Inotify", || b"handling unary move from.".to_vec());
-                emit(Step::Event {
-                    kind: FsKind::Delete,
-                    wd,
-                    name: &self.name,
-                    is_dir,
-                })
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-/// The `Inotify` log line of a raw event, as upstream words it: `got event Create d/(1)`, or
-/// `got event Move a(1) to b(2)`. Returns `wd` for the caller to go on with.
-fn log_event(kind: FsKind, wd: i32, name: &[u8], is_dir: bool, to: Option<(i32, &[u8])>) -> i32 {
-    crate::log::with(b"Inotify", || {
-        let kind = match kind {
-            FsKind::Attrib => "Attrib",
-            FsKind::Modify => "Modify",
-            FsKind::Create => "Create",
-            FsKind::Delete => "Delete",
-            FsKind::Move => "Move",
-        };
-        let slash: &[u8] = if is_dir { b"/" } else { b"" };
-        let mut m = format!("got event {kind} ").into_bytes();
-        m.extend_from_slice(name);
-        m.extend_from_slice(slash);
-        m.extend_from_slice(format!("({wd})").as_bytes());
-        if let Some((wd2, name2)) = to {
-            m.extend_from_slice(b" to ");
-            m.extend_from_slice(name2);
-            m.extend_from_slice(slash);
-            m.extend_from_slice(format!("({wd2})").as_bytes());
-        }
-        m
-    });
-    wd
+fn not_watched_message(path: &[u8], e: &io::Error) -> Vec<u8> {
+    [
+        b"Cannot watch ".as_slice(),
+        path,
+        b": ",
+        e.to_string().as_bytes(),
+        b"; its changes are seen once it can be watched and is touched again (e.g. chmod)",
+    ]
+    .concat()
 }
 
 fn log_not_concerning(path: &[u8]) {
@@ -293,6 +137,8 @@ pub(crate) struct Watcher {
     dropped: Vec<WatchDescriptor>,
     /// The most events one `read` returns ([`READ_BATCH`]; smaller in tests).
     batch: usize,
+    /// The source roots: where each is in the tree, or when to look for it again.
+    roots: Roots,
 }
 
 impl fmt::Debug for Watcher {
@@ -323,6 +169,7 @@ impl Watcher {
             path: Vec::new(),
             dropped: Vec::new(),
             batch: READ_BATCH,
+            roots: Roots::default(),
         })
     }
 
@@ -422,30 +269,32 @@ impl Watcher {
         for (i, dir) in dirs.iter().enumerate() {
             let reached = walked
                 .iter()
-                .any(|&(r, idx, wd)| self.reaches(&dirs[r], idx, wd, dir));
-            if reached {
-                continue;
-            }
-            if let Some(idx) = self.add_root(dir, concerns, &mut count)? {
-                walked.push((i, idx, self.reg.wd(idx)));
+                .find_map(|&(r, idx, wd)| self.reaches(&dirs[r], idx, wd, dir));
+            let node = match reached {
+                Some(node) => Some(node),
+                None => {
+                    let node = self.add_root(dir, concerns, &mut count)?;
+                    if let Some(idx) = node {
+                        walked.push((i, idx, self.reg.wd(idx)));
+                    }
+                    node
+                }
+            };
+            if let Some(idx) = node {
+                self.roots.watched(dir, idx, self.reg.wd(idx));
             }
         }
         Ok(count)
     }
 
-    /// Whether the walk from `root` (node `idx`, still holding `wd`) registered `dir`.
-    fn reaches(&self, root: &[u8], idx: u32, wd: i32, dir: &[u8]) -> bool {
-        let Some(rest) = dir.strip_prefix(root) else {
-            return false;
-        };
+    /// The node of `dir` if the walk from `root` (node `idx`, still holding `wd`) registered it.
+    fn reaches(&self, root: &[u8], idx: u32, wd: i32, dir: &[u8]) -> Option<u32> {
+        let rest = dir.strip_prefix(root)?;
         let mut node = idx;
         for name in rest.split(|&b| b == b'/').filter(|n| !n.is_empty()) {
-            match self.reg.find_child(node, name) {
-                Some(child) => node = child,
-                None => return false,
-            }
+            node = self.reg.find_child(node, name)?;
         }
-        self.reg.holds(idx, wd)
+        self.reg.holds(idx, wd).then_some(node)
     }
 
     /// Reads every queued event (until `EAGAIN`), appends the translations to `out` in order
@@ -460,6 +309,7 @@ impl Watcher {
         let result = self.read_into(&mut buf, &mut pairer, out, concerns);
         self.buf = buf;
         self.pairer = pairer;
+        self.verify_roots(Instant::now());
         result
     }
 
@@ -517,7 +367,18 @@ impl Watcher {
             Step::Overflow => Ok(()),
             Step::Ignored { wd } => {
                 if let Some(idx) = self.reg.find_wd(wd) {
-                    self.drop_subtree(idx, true);
+                    self.drop_subtree(idx, true, RootChange::Deleted);
+                }
+                Ok(())
+            }
+            Step::MovedSelf { wd } => {
+                // A directory with a parent here is renamed by its parent's move event; a
+                // top-level one is a source root that moved away: its watches would report
+                // under a path it no longer has.
+                if let Some(idx) = self.reg.find_wd(wd) {
+                    if self.reg.parent(idx) == NO_NODE {
+                        self.drop_subtree(idx, false, RootChange::MovedAway);
+                    }
                 }
                 Ok(())
             }
@@ -542,44 +403,60 @@ impl Watcher {
                 to_wd,
                 to_name,
                 is_dir,
-            } => match (
-                self.reg.find_wd(log_event(
+            } => {
+                log_event(
                     FsKind::Move,
                     from_wd,
                     from_name,
                     is_dir,
                     Some((to_wd, to_name)),
-                )),
-                self.reg.find_wd(to_wd),
-            ) {
-                (None, None) => Ok(()),
-                (None, Some(to)) => {
-                    crate::log::with(b"Inotify", || {
-                        let mut m = b"Move from deleted directory ".to_vec();
-                        m.extend_from_slice(&self.child_path(to, to_name, is_dir));
-                        m.extend_from_slice(b" becomes Create.");
-                        m
-                    });
-                    self.simple(FsKind::Create, to, to_name, is_dir, out, concerns)
+                );
+                let from = self.reg.find_wd(from_wd).map(|dir| (dir, from_name));
+                let to = self.reg.find_wd(to_wd).map(|dir| (dir, to_name));
+                self.apply_move(from, to, is_dir, out, concerns)
+            }
+        }
+    }
+
+    /// A paired move between the watched directories `from` and `to` (either may be unknown:
+    /// a directory removed meanwhile).
+    fn apply_move(
+        &mut self,
+        from: Option<(u32, &[u8])>,
+        to: Option<(u32, &[u8])>,
+        is_dir: bool,
+        out: &mut Vec<FsEvent>,
+        concerns: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<(), WatchError> {
+        match (from, to) {
+            (None, None) => Ok(()),
+            (None, Some((to, to_name))) => {
+                crate::log::with(b"Inotify", || {
+                    let mut m = b"Move from deleted directory ".to_vec();
+                    m.extend_from_slice(&self.child_path(to, to_name, is_dir));
+                    m.extend_from_slice(b" becomes Create.");
+                    m
+                });
+                self.simple(FsKind::Create, to, to_name, is_dir, out, concerns)
+            }
+            (Some((from, from_name)), None) => {
+                self.simple(FsKind::Delete, from, from_name, is_dir, out, concerns)
+            }
+            (Some((from, from_name)), Some((to, to_name))) => {
+                let path = self.child_path(from, from_name, is_dir);
+                let path2 = self.child_path(to, to_name, is_dir);
+                if is_dir {
+                    self.roots.renamed();
+                    self.move_dir(from, from_name, to, to_name, &path2, concerns)?;
                 }
-                (Some(from), None) => {
-                    self.simple(FsKind::Delete, from, from_name, is_dir, out, concerns)
-                }
-                (Some(from), Some(to)) => {
-                    let path = self.child_path(from, from_name, is_dir);
-                    let path2 = self.child_path(to, to_name, is_dir);
-                    if is_dir {
-                        self.move_dir(from, from_name, to, to_name, &path2, concerns)?;
-                    }
-                    out.push(FsEvent {
-                        kind: FsKind::Move,
-                        path,
-                        path2: Some(path2),
-                        monitor: Monitor::Inotify,
-                    });
-                    Ok(())
-                }
-            },
+                out.push(FsEvent {
+                    kind: FsKind::Move,
+                    path,
+                    path2: Some(path2),
+                    monitor: Monitor::Inotify,
+                });
+                Ok(())
+            }
         }
     }
 
@@ -594,14 +471,22 @@ impl Watcher {
         concerns: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(), WatchError> {
         let path = self.child_path(dir, name, is_dir);
+        let mut kind = kind;
         if is_dir {
             match kind {
                 FsKind::Create => self.watch_new(dir, name, &path, concerns)?,
                 // Deleted or moved out: forget the sub-tree, release still-live watches.
                 FsKind::Delete => {
                     if let Some(child) = self.reg.find_child(dir, name) {
-                        self.drop_subtree(child, false);
+                        self.drop_subtree(child, false, RootChange::Deleted);
                     }
+                }
+                // A directory that could not be watched was touched (chmod, chown): watched
+                // now, it is reported as created, so what it holds is synced too.
+                _ if self.reg.find_child(dir, name).is_none()
+                    && self.watch_unwatched(dir, name, &path, concerns)? =>
+                {
+                    kind = FsKind::Create;
                 }
                 _ => {}
             }
@@ -636,7 +521,7 @@ impl Watcher {
         if !concerns(path) {
             log_not_concerning(path);
             if let Some(stale) = self.reg.find_child(parent, name) {
-                self.drop_subtree(stale, false);
+                self.drop_subtree(stale, false, RootChange::MovedAway);
             }
             return Ok(());
         }
@@ -645,6 +530,34 @@ impl Watcher {
             self.walk(idx, concerns, &mut count)?;
         }
         Ok(())
+    }
+
+    /// A concerned directory without a watch (it could not be watched before) was touched:
+    /// tries again. Whether it is watched now.
+    fn watch_unwatched(
+        &mut self,
+        parent: u32,
+        name: &[u8],
+        path: &[u8],
+        concerns: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, WatchError> {
+        if !concerns(path) {
+            return Ok(false);
+        }
+        let mut count = 0;
+        let Some(idx) = self.watch_at(parent, name, path, &mut count)? else {
+            return Ok(false);
+        };
+        crate::log::normal(
+            [
+                b"Watching ".as_slice(),
+                path,
+                b" now that it can be watched",
+            ]
+            .concat(),
+        );
+        self.walk(idx, concerns, &mut count)?;
+        Ok(true)
     }
 
     /// A paired directory move inside the watched tree. The kernel keeps the wds, so the node
@@ -667,57 +580,45 @@ impl Watcher {
         // An empty directory the move replaced is gone.
         if let Some(replaced) = self.reg.find_child(to, to_name) {
             if replaced != moved && !self.reg.is_ancestor_or_self(replaced, moved) {
-                self.drop_subtree(replaced, false);
+                self.drop_subtree(replaced, false, RootChange::Deleted);
             }
         }
         if !concerns(path2) || self.reg.is_ancestor_or_self(moved, to) {
-            self.drop_subtree(moved, false);
+            self.drop_subtree(moved, false, RootChange::MovedAway);
             return Ok(());
         }
         if !self.reg.rename(moved, to, to_name) {
-            self.drop_subtree(moved, false);
+            self.drop_subtree(moved, false, RootChange::MovedAway);
             return Ok(());
         }
         let mut count = 0;
         self.walk(moved, concerns, &mut count)
     }
 
-    /// `inotify_add_watch` on a directory path ending in `/`. `Ok(None)`: skip it (vanished,
-    /// not a directory, a symlink, unreadable, ...). Only `ENOSPC` is an error.
-    fn add_watch(&mut self, dir: &[u8]) -> Result<Option<WatchDescriptor>, WatchError> {
+    /// `inotify_add_watch` on a directory path ending in `/`; the error as the kernel gave it.
+    fn add_watch(&mut self, dir: &[u8]) -> io::Result<WatchDescriptor> {
         // Without the trailing slash: with it, the kernel would follow a symlink.
         let bare = match dir {
             b"/" => dir,
             [rest @ .., b'/'] => rest,
             _ => dir,
         };
-        match self
+        let added = self
             .watches
-            .add(Path::new(OsStr::from_bytes(bare)), self.mask)
-        {
-            Ok(wd) => {
-                crate::log::with(b"Inotify", || {
-                    let mut m = b"addwatch( ".to_vec();
-                    m.extend_from_slice(dir);
-                    m.extend_from_slice(format!(" )-> {} ", wd.id()).as_bytes());
-                    m
-                });
-                Ok(Some(wd))
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                Err(WatchError::Limit { dir: dir.to_vec() })
-            }
-            Err(e) => {
-                crate::log::with(b"Inotify", || {
-                    let mut m = b"addwatch( ".to_vec();
-                    m.extend_from_slice(dir);
+            .add(Path::new(OsStr::from_bytes(bare)), self.mask);
+        crate::log::with(b"Inotify", || {
+            let mut m = b"addwatch( ".to_vec();
+            m.extend_from_slice(dir);
+            match &added {
+                Ok(wd) => m.extend_from_slice(format!(" )-> {} ", wd.id()).as_bytes()),
+                Err(e) => {
                     let errno = e.raw_os_error().unwrap_or(0);
                     m.extend_from_slice(format!(" )-> -1; err= {errno} : {e}").as_bytes());
-                    m
-                });
-                Ok(None)
+                }
             }
-        }
+            m
+        });
+        added
     }
 
     /// Watches `path` (ending in `/`) and registers it as `parent`/`name` (`NO_NODE`: as a root
@@ -729,13 +630,27 @@ impl Watcher {
         path: &[u8],
         count: &mut usize,
     ) -> Result<Option<u32>, WatchError> {
-        let Some(wd) = self.add_watch(path)? else {
-            return Ok(None);
+        let wd = match self.add_watch(path) {
+            Ok(wd) => wd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                return Err(WatchError::Limit { dir: path.to_vec() })
+            }
+            // A source root: the caller decides (a startup error, or still away).
+            Err(err) if parent == NO_NODE => {
+                return Err(WatchError::Root {
+                    dir: path.to_vec(),
+                    err,
+                })
+            }
+            Err(e) => {
+                log_not_watched(path, &e);
+                return Ok(None);
+            }
         };
         let Some(known) = self.reg.find_wd(wd.id()) else {
             if parent != NO_NODE {
                 if let Some(stale) = self.reg.find_child(parent, name) {
-                    self.drop_subtree(stale, false);
+                    self.drop_subtree(stale, false, RootChange::MovedAway);
                 }
             }
             return match self.reg.insert(wd, parent, name) {
@@ -766,13 +681,13 @@ impl Watcher {
         self.reg.unlink(known);
         if parent != NO_NODE {
             if let Some(stale) = self.reg.find_child(parent, name) {
-                self.drop_subtree(stale, false);
+                self.drop_subtree(stale, false, RootChange::MovedAway);
             }
         }
         if self.reg.rename(known, parent, name) {
             Ok(Some(known))
         } else {
-            self.drop_subtree(known, false);
+            self.drop_subtree(known, false, RootChange::MovedAway);
             Ok(None)
         }
     }
@@ -829,7 +744,7 @@ impl Watcher {
                 if !concerns(path) {
                     log_not_concerning(path);
                     if let Some(child) = known {
-                        self.drop_subtree(child, false);
+                        self.drop_subtree(child, false, RootChange::MovedAway);
                     }
                     continue;
                 }
@@ -850,14 +765,16 @@ impl Watcher {
 
     /// Forgets `idx` and its sub-tree and removes their watches from the kernel (errors are
     /// fine: a watch of a deleted directory may be gone already). `own_gone`: the kernel
-    /// already dropped `idx`'s own watch (`IN_IGNORED`).
-    fn drop_subtree(&mut self, idx: u32, own_gone: bool) {
+    /// already dropped `idx`'s own watch (`IN_IGNORED`). `why`: what a source root among them
+    /// went through.
+    fn drop_subtree(&mut self, idx: u32, own_gone: bool, why: RootChange) {
         let mut dropped = mem::take(&mut self.dropped);
         self.reg.remove_subtree(idx, &mut dropped);
         for (i, wd) in dropped.drain(..).enumerate() {
             crate::log::with(b"Inotify", || {
                 format!("rmwatch()<-{}", wd.id()).into_bytes()
             });
+            self.roots.dropped(wd.id(), why);
             if !(own_gone && i == 0) {
                 let _ = self.watches.remove(wd);
             }
@@ -868,6 +785,7 @@ impl Watcher {
 
 #[cfg(test)]
 mod tests {
+    use super::decode::EVENT_HEADER;
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
@@ -880,223 +798,6 @@ mod tests {
         assert!(!m.contains(WatchMask::CLOSE_WRITE) && m.contains(WatchMask::MODIFY));
         let m = InotifyMode::CloseWriteOrModify.mask();
         assert!(m.contains(WatchMask::CLOSE_WRITE | WatchMask::MODIFY));
-    }
-    fn raw(wd: i32, mask: u32, cookie: u32, name: &[u8], pad: usize) -> Vec<u8> {
-        let mut v = Vec::new();
-        let len = if name.is_empty() { 0 } else { name.len() + pad };
-        v.extend_from_slice(&wd.to_ne_bytes());
-        v.extend_from_slice(&mask.to_ne_bytes());
-        v.extend_from_slice(&cookie.to_ne_bytes());
-        v.extend_from_slice(&(len as u32).to_ne_bytes());
-        v.extend_from_slice(name);
-        v.resize(v.len() + len - name.len(), 0);
-        v
-    }
-
-    #[test]
-    fn raw_events_parse_names_without_padding_and_stop_at_truncation() {
-        let mut buf = raw(1, libc::IN_CREATE, 0, b"caf\xe9", 12);
-        buf.extend(raw(-1, libc::IN_Q_OVERFLOW, 0, b"", 0));
-        buf.extend(raw(2, libc::IN_MOVED_TO, 7, b"a b\nc", 3));
-        let truncated = raw(3, libc::IN_DELETE, 0, b"cut", 13);
-        buf.extend_from_slice(&truncated[..20]);
-        let got: Vec<_> = RawEvents { buf: &buf }.collect();
-        let want = [
-            RawEvent {
-                wd: 1,
-                mask: libc::IN_CREATE,
-                cookie: 0,
-                name: b"caf\xe9",
-            },
-            RawEvent {
-                wd: -1,
-                mask: libc::IN_Q_OVERFLOW,
-                cookie: 0,
-                name: b"",
-            },
-            RawEvent {
-                wd: 2,
-                mask: libc::IN_MOVED_TO,
-                cookie: 7,
-                name: b"a b\nc",
-            },
-        ];
-        assert_eq!(got, want);
-    }
-
-    /// Owned form of a `Step` for comparisons: (what, wd, name, wd2, name2).
-    type Out = (&'static str, i32, Vec<u8>, i32, Vec<u8>);
-
-    fn translate(events: &[RawEvent<'_>]) -> Vec<Out> {
-        let mut pairer = Pairer::default();
-        let mut got: Vec<Out> = Vec::new();
-        let mut emit = |s: Step<'_>| -> Result<(), ()> {
-            got.push(match s {
-                Step::Overflow => ("overflow", 0, vec![], 0, vec![]),
-                Step::Ignored { wd } => ("ignored", wd, vec![], 0, vec![]),
-                Step::Event {
-                    kind,
-                    wd,
-                    name,
-                    is_dir,
-                } => {
-                    let what = match (kind, is_dir) {
-                        (FsKind::Attrib, _) => "attrib",
-                        (FsKind::Modify, _) => "modify",
-                        (FsKind::Create, false) => "create",
-                        (FsKind::Create, true) => "create dir",
-                        (FsKind::Delete, false) => "delete",
-                        (FsKind::Delete, true) => "delete dir",
-                        (FsKind::Move, _) => "bad",
-                    };
-                    (what, wd, name.to_vec(), 0, vec![])
-                }
-                Step::Move {
-                    from_wd,
-                    from_name,
-                    to_wd,
-                    to_name,
-                    is_dir,
-                } => (
-                    if is_dir { "move dir" } else { "move" },
-                    from_wd,
-                    from_name.to_vec(),
-                    to_wd,
-                    to_name.to_vec(),
-                ),
-            });
-            Ok(())
-        };
-        for &ev in events {
-            if !pairer.feed(ev, &mut emit).unwrap() {
-                return got;
-            }
-        }
-        pairer.finish(&mut emit).unwrap();
-        got
-    }
-
-    fn ev(wd: i32, mask: u32, cookie: u32, name: &'static [u8]) -> RawEvent<'static> {
-        RawEvent {
-            wd,
-            mask,
-            cookie,
-            name,
-        }
-    }
-
-    fn o(what: &'static str, wd: i32, name: &[u8], wd2: i32, name2: &[u8]) -> Out {
-        (what, wd, name.to_vec(), wd2, name2.to_vec())
-    }
-
-    #[test]
-    fn translation_follows_spec_order_and_pairs_moves() {
-        use libc::*;
-        let cases: Vec<(&str, Vec<RawEvent<'static>>, Vec<Out>)> = vec![
-            (
-                "first matching bit decides",
-                vec![
-                    ev(1, IN_ATTRIB, 0, b"a"),
-                    ev(1, IN_CLOSE_WRITE, 0, b"b"),
-                    ev(1, IN_MODIFY, 0, b"c"),
-                    ev(1, IN_CREATE | IN_ISDIR, 0, b"d"),
-                    ev(1, IN_DELETE, 0, b"e"),
-                    ev(1, IN_ATTRIB | IN_CREATE, 0, b"f"),
-                    ev(1, IN_OPEN, 0, b"skipped"),
-                ],
-                vec![
-                    o("attrib", 1, b"a", 0, b""),
-                    o("modify", 1, b"b", 0, b""),
-                    o("modify", 1, b"c", 0, b""),
-                    o("create dir", 1, b"d", 0, b""),
-                    o("delete", 1, b"e", 0, b""),
-                    o("attrib", 1, b"f", 0, b""),
-                ],
-            ),
-            (
-                "name-less events are ignored, IN_IGNORED reported for bookkeeping",
-                vec![
-                    ev(2, IN_DELETE_SELF, 0, b""),
-                    ev(2, IN_ATTRIB | IN_ISDIR, 0, b""),
-                    ev(2, IN_IGNORED, 0, b""),
-                ],
-                vec![o("ignored", 2, b"", 0, b"")],
-            ),
-            (
-                "same cookie pairs into one move, across watches",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"old"),
-                    ev(3, IN_MOVED_TO, 5, b"new"),
-                ],
-                vec![o("move", 1, b"old", 3, b"new")],
-            ),
-            (
-                "directory move keeps the directory flag",
-                vec![
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 5, b"d"),
-                    ev(1, IN_MOVED_TO | IN_ISDIR, 5, b"e"),
-                ],
-                vec![o("move dir", 1, b"d", 1, b"e")],
-            ),
-            (
-                "other cookie: delete first, then the unpaired move-to is a create",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"old"),
-                    ev(1, IN_MOVED_TO, 6, b"in"),
-                ],
-                vec![
-                    o("delete", 1, b"old", 0, b""),
-                    o("create", 1, b"in", 0, b""),
-                ],
-            ),
-            (
-                "any other event flushes the buffered move-from as delete",
-                vec![ev(1, IN_MOVED_FROM, 5, b"old"), ev(1, IN_CREATE, 0, b"x")],
-                vec![o("delete", 1, b"old", 0, b""), o("create", 1, b"x", 0, b"")],
-            ),
-            (
-                "name-less events do not disturb pairing",
-                vec![
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 5, b"d"),
-                    ev(4, IN_MOVE_SELF, 0, b""),
-                    ev(2, IN_MOVED_TO | IN_ISDIR, 5, b"d"),
-                ],
-                vec![o("move dir", 1, b"d", 2, b"d")],
-            ),
-            (
-                "a second move-from replaces the first, which becomes delete",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"a"),
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 6, b"b"),
-                ],
-                vec![
-                    o("delete", 1, b"a", 0, b""),
-                    o("delete dir", 1, b"b", 0, b""),
-                ],
-            ),
-            (
-                "unpaired move-to is a create",
-                vec![ev(1, IN_MOVED_TO | IN_ISDIR, 9, b"in")],
-                vec![o("create dir", 1, b"in", 0, b"")],
-            ),
-            (
-                "overflow flushes the pending move and drops the rest of the buffer",
-                vec![
-                    ev(1, IN_CREATE, 0, b"a"),
-                    ev(1, IN_MOVED_FROM, 5, b"m"),
-                    ev(-1, IN_Q_OVERFLOW, 0, b""),
-                    ev(1, IN_DELETE, 0, b"lost"),
-                ],
-                vec![
-                    o("create", 1, b"a", 0, b""),
-                    o("delete", 1, b"m", 0, b""),
-                    o("overflow", 0, b"", 0, b""),
-                ],
-            ),
-        ];
-        for (what, input, want) in cases {
-            assert_eq!(translate(&input), want, "{what}");
-        }
     }
     // ---- real inotify ------------------------------------------------------------------------
 
@@ -1149,6 +850,10 @@ mod tests {
             cat(&self.root, rel)
         }
 
+        fn ps(&self, rels: &[&[u8]]) -> Vec<Vec<u8>> {
+            rels.iter().map(|r| self.p(r)).collect()
+        }
+
         fn watch(&mut self) -> usize {
             let root = self.root.clone();
             self.w.add_tree(&root, &mut all).unwrap()
@@ -1158,6 +863,14 @@ mod tests {
             let mut out = Vec::new();
             assert_eq!(self.w.read(&mut out, &mut all).unwrap(), ReadOutcome::Ok);
             out
+        }
+
+        /// Writes a new file at `rel` and checks that its Create and Modify are read.
+        fn new_file_is_seen(&mut self, rel: &[u8]) {
+            let file = self.p(rel);
+            fs::write(os(&file), b"").unwrap();
+            let want = [e(FsKind::Create, file.clone()), e(FsKind::Modify, file)];
+            assert_eq!(self.events(), want);
         }
 
         fn watched(&self) -> Vec<Vec<u8>> {
@@ -1239,14 +952,7 @@ mod tests {
             f.watched(),
             [f.p(b""), f.p(b"a/"), f.p(b"a/b/"), f.p(b"a/b/c/")]
         );
-        fs::write(os(&f.p(b"a/b/c/f")), b"").unwrap();
-        assert_eq!(
-            f.events(),
-            [
-                e(FsKind::Create, f.p(b"a/b/c/f")),
-                e(FsKind::Modify, f.p(b"a/b/c/f"))
-            ]
-        );
+        f.new_file_is_seen(b"a/b/c/f");
     }
 
     #[test]
@@ -1264,23 +970,9 @@ mod tests {
             }]
         );
         assert_eq!(f.w.len(), 4);
-        fs::write(os(&f.p(b"other/z/y/f")), b"").unwrap();
-        assert_eq!(
-            f.events(),
-            [
-                e(FsKind::Create, f.p(b"other/z/y/f")),
-                e(FsKind::Modify, f.p(b"other/z/y/f"))
-            ]
-        );
-        assert_eq!(
-            f.watched(),
-            [
-                f.p(b""),
-                f.p(b"other/"),
-                f.p(b"other/z/"),
-                f.p(b"other/z/y/")
-            ]
-        );
+        f.new_file_is_seen(b"other/z/y/f");
+        let want = f.ps(&[b"", b"other/", b"other/z/", b"other/z/y/"]);
+        assert_eq!(f.watched(), want);
     }
 
     #[test]
@@ -1330,14 +1022,7 @@ mod tests {
         fs::rename(os(&outside), os(&f.p(b"q"))).unwrap();
         assert_eq!(f.events(), [e(FsKind::Create, f.p(b"q/"))]);
         assert_eq!(f.w.len(), 4);
-        fs::write(os(&f.p(b"q/r/s/f")), b"").unwrap();
-        assert_eq!(
-            f.events(),
-            [
-                e(FsKind::Create, f.p(b"q/r/s/f")),
-                e(FsKind::Modify, f.p(b"q/r/s/f"))
-            ]
-        );
+        f.new_file_is_seen(b"q/r/s/f");
     }
 
     #[test]
@@ -1435,7 +1120,16 @@ mod tests {
         assert_eq!(f.watched(), [f.p(b""), f.p(b"real/")]);
         // A root given as a symlink path with a trailing slash is not followed either.
         let link = f.p(b"link/");
-        assert_eq!(f.w.add_tree(&link, &mut all).unwrap(), 0);
+        let err = root_error(f.w.add_tree(&link, &mut all));
+        assert_eq!(err, (link, libc::ENOTDIR));
+    }
+
+    /// The directory and errno of a `WatchError::Root`.
+    fn root_error(r: Result<usize, WatchError>) -> (Vec<u8>, i32) {
+        match r {
+            Err(WatchError::Root { dir, err }) => (dir, err.raw_os_error().unwrap()),
+            other => panic!("not a root error: {other:?}"),
+        }
     }
 
     /// Directories `concerns` was asked about while `roots` were added to a fresh watcher:
@@ -1476,16 +1170,7 @@ mod tests {
         let (_, watched) = asked(&f, &[b"", b"x/y/"], b"x/");
         assert_eq!(
             watched,
-            [
-                f.p(b""),
-                f.p(b"a/"),
-                f.p(b"a/b/"),
-                f.p(b"a/c/"),
-                f.p(b"d/"),
-                f.p(b"d/e/"),
-                f.p(b"x/y/"),
-                f.p(b"x/y/z/")
-            ]
+            f.ps(&[b"", b"a/", b"a/b/", b"a/c/", b"d/", b"d/e/", b"x/y/", b"x/y/z/"])
         );
     }
 
@@ -1519,14 +1204,140 @@ mod tests {
     }
 
     #[test]
-    fn vanished_root_is_skipped_silently() {
+    fn an_unwatchable_root_is_an_error_naming_it_and_the_reason() {
         let mut f = Fixture::new(InotifyMode::CloseWrite);
         let gone = f.p(b"nope/");
-        assert_eq!(f.w.add_tree(&gone, &mut all).unwrap(), 0);
+        assert_eq!(
+            root_error(f.w.add_tree(&gone, &mut all)),
+            (gone, libc::ENOENT)
+        );
         let file = f.p(b"file");
         fs::write(os(&file), b"").unwrap();
-        assert_eq!(f.w.add_tree(&file, &mut all).unwrap(), 0);
+        let want = (cat(&file, b"/"), libc::ENOTDIR);
+        assert_eq!(root_error(f.w.add_tree(&file, &mut all)), want);
         assert_eq!(f.w.len(), 0);
+        let e = WatchError::Root {
+            dir: b"/src/".to_vec(),
+            err: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Cannot watch source directory /src/: Permission denied (os error 13)"
+        );
+    }
+
+    #[test]
+    fn a_sub_directory_that_cannot_be_watched_is_skipped_with_the_reason() {
+        let e = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            not_watched_message(b"/s/caf\xe9/", &e),
+            b"Cannot watch /s/caf\xe9/: Permission denied (os error 13); its changes are seen \
+              once it can be watched and is touched again (e.g. chmod)"
+        );
+        // A sub-directory gone between readdir and add_watch is skipped, the walk goes on.
+        let mut f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"a"]);
+        f.watch();
+        let mut root_wd = -1;
+        f.w.for_each(&mut |wd, p| {
+            if p == f.root {
+                root_wd = wd;
+            }
+        });
+        let root = f.w.reg.find_wd(root_wd).expect("the root is watched");
+        let mut count = 0;
+        let got = f.w.watch_at(root, b"x", &f.p(b"x/"), &mut count);
+        assert!(matches!(got, Ok(None)), "{got:?}");
+        assert_eq!(f.w.len(), 2);
+    }
+
+    /// Reads and returns the root events.
+    fn root_events(f: &mut Fixture) -> Vec<(Vec<u8>, RootChange)> {
+        f.events();
+        f.w.take_root_events()
+            .into_iter()
+            .map(|e| (e.root, e.change))
+            .collect()
+    }
+
+    /// Looks for absent roots as if `wait` had passed.
+    fn look(f: &mut Fixture, wait: std::time::Duration) -> Vec<(Vec<u8>, RootChange)> {
+        f.w.check_roots(Instant::now() + wait, &mut all).unwrap();
+        f.w.take_root_events()
+            .into_iter()
+            .map(|e| (e.root, e.change))
+            .collect()
+    }
+
+    #[test]
+    fn a_root_moved_away_and_back_is_reported_both_ways_and_watched_again() {
+        let mut f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"a/b"]);
+        let root = f.root.clone();
+        assert_eq!(f.w.add_trees(&[&root], &mut all).unwrap(), 3);
+        assert_eq!(f.w.next_root_check(), None);
+        let away = cat(&f.top, b"away");
+        fs::rename(os(&f.root), os(&away)).unwrap();
+        assert_eq!(root_events(&mut f), [(root.clone(), RootChange::MovedAway)]);
+        assert_eq!(f.w.len(), 0, "the moved tree's watches are dropped");
+        // Changes in the moved tree are not reported under the old path.
+        fs::write(os(&cat(&away, b"/a/f")), b"").unwrap();
+        assert_eq!(f.events(), []);
+        let first = f.w.next_root_check().expect("a look is scheduled");
+        assert!(first > Instant::now());
+        // Still away: looked for again later, each wait longer, up to the cap.
+        assert_eq!(look(&mut f, roots::FIRST_RETRY), []);
+        let second = f.w.next_root_check().unwrap();
+        assert!(second > first);
+        for _ in 0..10 {
+            look(&mut f, roots::MAX_RETRY * 4);
+        }
+        let last = f.w.next_root_check().unwrap();
+        assert!(last <= Instant::now() + roots::MAX_RETRY * 5 + std::time::Duration::from_secs(1));
+        // Back: watched again with what it holds, reported once.
+        fs::rename(os(&away), os(&f.root)).unwrap();
+        assert_eq!(
+            look(&mut f, roots::MAX_RETRY * 6),
+            [(root.clone(), RootChange::Back)]
+        );
+        assert_eq!(f.w.next_root_check(), None);
+        assert_eq!(f.watched(), [f.p(b""), f.p(b"a/"), f.p(b"a/b/")]);
+        fs::write(os(&f.p(b"a/b/g")), b"").unwrap();
+        assert_eq!(f.events()[0], e(FsKind::Create, f.p(b"a/b/g")));
+    }
+
+    #[test]
+    fn a_root_deleted_and_recreated_is_reported_both_ways() {
+        let mut f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"a"]);
+        let root = f.root.clone();
+        f.w.add_trees(&[&root], &mut all).unwrap();
+        fs::remove_dir_all(os(&f.root)).unwrap();
+        assert_eq!(root_events(&mut f), [(root.clone(), RootChange::Deleted)]);
+        assert_eq!(look(&mut f, roots::FIRST_RETRY), []);
+        fs::create_dir(os(&f.root)).unwrap();
+        assert_eq!(look(&mut f, roots::MAX_RETRY), [(root, RootChange::Back)]);
+        assert_eq!(f.watched(), [f.p(b"")]);
+    }
+
+    #[test]
+    fn a_nested_root_renamed_inside_the_outer_tree_is_gone_for_its_syncs_only() {
+        let mut f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"in/x", b"other"]);
+        let (outer, inner) = (f.root.clone(), f.p(b"in/"));
+        f.w.add_trees(&[&outer, &inner], &mut all).unwrap();
+        fs::rename(os(&f.p(b"in")), os(&f.p(b"moved"))).unwrap();
+        assert_eq!(
+            root_events(&mut f),
+            [(inner.clone(), RootChange::MovedAway)]
+        );
+        // The outer tree still watches it at its new place.
+        assert!(f.watched().contains(&f.p(b"moved/x/")));
+        fs::create_dir(os(&inner)).unwrap();
+        f.events();
+        assert_eq!(
+            look(&mut f, roots::FIRST_RETRY),
+            [(inner.clone(), RootChange::Back)]
+        );
+        // Deleted through the outer tree's events.
+        fs::remove_dir(os(&inner)).unwrap();
+        assert_eq!(root_events(&mut f), [(inner, RootChange::Deleted)]);
     }
 
     #[test]

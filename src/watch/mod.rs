@@ -3,15 +3,17 @@
 //! (kind, absolute path, directory or not), so syncs, delays and the event loop do not care
 //! which one produced them.
 //!
-//! Owns: the event types ([`FsKind`], [`FsEvent`], [`ReadOutcome`], [`WatchError`]), the
-//! monitor names (`-monitor`, the `monitor` key), `inotifyMode` parsing and [`Monitors`], the
-//! monitors of one run behind one interface. The inotify monitor is `inotify` (its directory
-//! tree in `tree`), the fanotify monitor `fanotify`.
+//! Owns: the event types ([`FsKind`], [`FsEvent`], [`RootEvent`], [`ReadOutcome`],
+//! [`WatchError`]), the monitor names (`-monitor`, the `monitor` key), `inotifyMode` parsing
+//! and [`Monitors`], the monitors of one run behind one interface. The inotify monitor is
+//! `inotify` (event decoding in `inotify_decode.rs`, source roots in `inotify_roots.rs`, its
+//! directory tree in `tree`), the fanotify monitor `fanotify`.
 //! Must not touch: syncs, delays, excludes, Lua, logging.
 
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::Instant;
 
 mod fanotify;
 mod inotify;
@@ -108,6 +110,46 @@ pub(crate) struct FsEvent {
     pub(crate) monitor: Monitor,
 }
 
+/// What happened to a source root (a sync's `source` directory itself), as a monitor saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RootChange {
+    /// The root was renamed or moved elsewhere: its path names nothing, or something else.
+    /// The monitor has dropped what it watched below it (its events would carry wrong paths).
+    MovedAway,
+    /// The root was deleted (or the filesystem under it unmounted).
+    Deleted,
+    /// The path names a directory again (moved back, recreated, or a new directory there) and
+    /// the monitor watches it anew. Changes made while it was away were not seen: every sync
+    /// on this root needs one full transfer.
+    Back,
+}
+
+impl RootChange {
+    /// How a log line says it: `moved away`, `deleted`, `back`.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Self::MovedAway => "moved away",
+            Self::Deleted => "deleted",
+            Self::Back => "back",
+        }
+    }
+}
+
+/// A source root went away or came back (see [`RootChange`]); handed to the core through
+/// [`Monitors::take_root_events`], apart from the [`FsEvent`]s. A monitor reports `MovedAway`
+/// or `Deleted` once per absence, then looks for the root's return itself (polling with
+/// backoff, see [`Monitors::next_root_check`]) and reports `Back` once it watches it again.
+/// While a root is away the core starts no transfer for its syncs and keeps their pending
+/// changes; `Back` replaces those by one full transfer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RootEvent {
+    /// The root as the syncs name it: absolute, ending in `/`.
+    pub(crate) root: Vec<u8>,
+    pub(crate) change: RootChange,
+    /// Only syncs using this monitor take the event.
+    pub(crate) monitor: Monitor,
+}
+
 /// The most events one `read` call hands back.
 pub(crate) const READ_BATCH: usize = 65536;
 
@@ -128,6 +170,8 @@ pub(crate) enum ReadOutcome {
 pub(crate) enum WatchError {
     /// `ENOSPC` from `inotify_add_watch`: out of watches (fatal upstream).
     Limit { dir: Vec<u8> },
+    /// A source root cannot be watched (`EACCES`, `ENOTDIR`, ...): a startup error.
+    Root { dir: Vec<u8>, err: io::Error },
     /// Reading the inotify fd failed with something other than `EAGAIN`/`EINTR`/`EINVAL`.
     Io(io::Error),
 }
@@ -142,6 +186,11 @@ impl fmt::Display for WatchError {
                  failed at {}",
                 String::from_utf8_lossy(dir)
             ),
+            Self::Root { dir, err } => write!(
+                f,
+                "Cannot watch source directory {}: {err}",
+                String::from_utf8_lossy(dir)
+            ),
             Self::Io(_) => f.write_str("Read fail on inotify"),
         }
     }
@@ -151,7 +200,7 @@ impl std::error::Error for WatchError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Limit { .. } => None,
-            Self::Io(e) => Some(e),
+            Self::Root { err, .. } | Self::Io(err) => Some(err),
         }
     }
 }
@@ -240,6 +289,33 @@ impl Monitors {
             }
         }
         Ok(outcome)
+    }
+
+    /// The source roots that went away or came back since the last call (see
+    /// [`RootEvent`]); after [`Monitors::read`] and [`Monitors::check_roots`].
+    pub(crate) fn take_root_events(&mut self) -> Vec<RootEvent> {
+        self.inotify
+            .as_mut()
+            .map(Watcher::take_root_events)
+            .unwrap_or_default()
+    }
+
+    /// When the event loop must wake up to look for a source root that is away.
+    pub(crate) fn next_root_check(&self) -> Option<Instant> {
+        self.inotify.as_ref().and_then(Watcher::next_root_check)
+    }
+
+    /// Looks for the absent source roots that are due (see [`Monitors::next_root_check`]);
+    /// one found is watched again and reported `Back`. `concerns` as for `read`.
+    pub(crate) fn check_roots(
+        &mut self,
+        now: Instant,
+        concerns: &mut dyn FnMut(Monitor, &[u8]) -> bool,
+    ) -> Result<(), WatchError> {
+        if let Some(w) = &mut self.inotify {
+            w.check_roots(now, &mut |d| concerns(Monitor::Inotify, d))?;
+        }
+        Ok(())
     }
 
     /// Log lines the monitors gathered while reading.

@@ -71,6 +71,14 @@ pub fn rsync_path() -> PathBuf {
         })
 }
 
+/// Whether the tests run as root (some switch users or mount).
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
 /// Polls `pred` every 50 ms until it holds (true) or `timeout` passes (false).
 pub fn wait_until(timeout: Duration, pred: impl FnMut() -> bool) -> bool {
     poll_until(timeout, POLL, pred)

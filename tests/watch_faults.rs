@@ -1,0 +1,163 @@
+//! Watch failures of the inotify monitor (issue "never die, never lose", points 6 and 12): a
+//! source root moved away or deleted and later back, a source root that cannot be watched at
+//! startup, a sub-directory that cannot be watched until it is made readable. Real inotify,
+//! real rsync; the unreadable cases run the daemon as `nobody` (through `setpriv`), because
+//! root reads every directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{is_root, lsyncd_bin, lua_str, rsync_path, Daemon, TestDir, EXIT_TIMEOUT};
+
+fn config(dir: &TestDir) -> PathBuf {
+    dir.config(
+        "watch.lua",
+        &format!(
+            "settings {{ maxBackoff = 2 }}\n\
+             sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+            lua_str(dir.path_str("src")),
+            lua_str(dir.path_str("dst")),
+        ),
+    )
+}
+
+/// A daemon on `src/` (made with `dirs`) that has finished its startup transfer.
+fn started(dir: &TestDir, dirs: &str) -> Daemon {
+    rsync_path();
+    dir.mkdir(dirs);
+    dir.write(format!("{dirs}/a"), "a\n");
+    let mut d = Daemon::config(dir, &config(dir), &[] as &[&str]);
+    d.wait_startup();
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    d
+}
+
+/// Hands the test directory to user `nobody`.
+fn give_to_nobody(dir: &TestDir) {
+    let chown = Command::new("chown")
+        .args(["-R", "nobody:nogroup"])
+        .arg(dir.root())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+}
+
+/// `lsyncd -nodaemon ARGS` as user `nobody`.
+fn as_nobody(dir: &TestDir, args: &[&std::ffi::OsStr]) -> Daemon {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(lsyncd_bin())
+        .arg("-nodaemon")
+        .args(args)
+        .current_dir(dir.root());
+    Daemon::spawn(dir, cmd)
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn source_moved_away_and_back_gets_a_full_transfer_and_the_target_is_kept() {
+    let dir = TestDir::new();
+    let mut d = started(&dir, "src/sub");
+    dir.rename("src", "away");
+    d.wait_log("source ");
+    d.wait_log(" was moved away; no transfer until it is back");
+    // Created while the source is away: no event can tell of it.
+    dir.write("away/sub/meanwhile", "m\n");
+    dir.write("away/new", "n\n");
+    // Nothing ran against the target meanwhile: it still holds what it had.
+    assert_eq!(dir.read("dst/sub/a").as_deref(), Some(&b"a\n"[..]));
+    dir.rename("away", "src");
+    d.wait_log(" is back; a full transfer follows");
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    assert_eq!(dir.read("dst/sub/meanwhile").as_deref(), Some(&b"m\n"[..]));
+    // Watched again: a later change syncs as usual.
+    dir.write("src/sub/later", "l\n");
+    d.wait_for("src/sub/later synced", || dir.exists("dst/sub/later"));
+    assert!(d.try_exit().is_none(), "{}", d.log());
+    // No transfer was tried from the moved tree under the old path.
+    assert!(!d.log().contains("transfer failed"), "{}", d.log());
+}
+
+#[test]
+fn source_deleted_and_recreated_is_synced_once_back() {
+    let dir = TestDir::new();
+    let mut d = started(&dir, "src/d");
+    fs::remove_dir_all(dir.src()).unwrap();
+    d.wait_log(" was deleted; no transfer until it is back");
+    // Recreated with other content (e.g. restored): mirrored once it is back.
+    dir.mkdir("src/e");
+    dir.write("src/e/restored", "r\n");
+    d.wait_log(" is back; a full transfer follows");
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    dir.write("src/e/later", "l\n");
+    d.wait_for("src/e/later synced", || dir.exists("dst/e/later"));
+    assert!(d.try_exit().is_none(), "{}", d.log());
+}
+
+#[test]
+fn an_unwatchable_source_root_is_a_startup_error_naming_it() {
+    if !is_root() {
+        eprintln!("needs root to switch users: not run");
+        return;
+    }
+    rsync_path();
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    let cfg = config(&dir);
+    let pidfile = dir.path("lsyncd.pid");
+    give_to_nobody(&dir);
+    let chown = Command::new("chown")
+        .arg("root:root")
+        .arg(dir.src())
+        .status();
+    assert!(chown.expect("chown").success());
+    chmod(&dir.src(), 0o700);
+    let args = ["-pidfile".as_ref(), pidfile.as_os_str(), cfg.as_os_str()];
+    let mut d = as_nobody(&dir, &args);
+    let code = d.wait_exit(EXIT_TIMEOUT);
+    let want = format!(
+        "Cannot watch source directory {}/: Permission denied",
+        dir.src().display()
+    );
+    assert!(d.log().contains(&want), "{want:?} not in\n{}", d.log());
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}\n{}", d.log());
+    assert!(!pidfile.exists(), "the pidfile is left\n{}", d.log());
+}
+
+#[test]
+fn an_unreadable_sub_directory_is_a_warning_and_is_synced_once_readable_and_touched() {
+    if !is_root() {
+        eprintln!("needs root to switch users: not run");
+        return;
+    }
+    rsync_path();
+    let dir = TestDir::new();
+    dir.mkdir("src/locked dir");
+    dir.write("src/locked dir/old", "o\n");
+    dir.mkdir("dst");
+    let cfg = config(&dir);
+    let locked = dir.path("src/locked dir");
+    give_to_nobody(&dir);
+    chmod(&locked, 0o000);
+    let mut d = as_nobody(&dir, &[cfg.as_os_str()]);
+    let want = format!("Cannot watch {}/: Permission denied", locked.display());
+    d.wait_log(&want);
+    // The rest syncs meanwhile.
+    dir.write("src/other", "x\n");
+    d.wait_for("src/other synced", || dir.exists("dst/other"));
+    // Readable again: the chmod (IN_ATTRIB on it) makes it watched, its content synced.
+    chmod(&locked, 0o755);
+    d.wait_log(&format!(
+        "Watching {}/ now that it can be watched",
+        locked.display()
+    ));
+    dir.write("src/locked dir/new", "n\n");
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    assert!(d.try_exit().is_none(), "{}", d.log());
+}
