@@ -22,6 +22,24 @@ local type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable
 	type, pairs, ipairs, select, tostring, error, rawget, rawset, setmetatable
 local sub, match, concat = string.sub, string.match, table.concat
 
+-- "FILE:LINE: " of the function `level` frames up (1 = the caller of
+-- callerPos), with the whole file name: Lua's own positions (short_src, used
+-- by error( msg, level )) cut long paths to "...tail".
+local function callerPos( level )
+	local info = debug.getinfo( level + 1, 'Sl' )
+	if info and info.currentline and info.currentline > 0 then
+		local src = info.source
+		if sub( src, 1, 1 ) == '@' then src = sub( src, 2 ) else src = info.short_src end
+		return src .. ':' .. info.currentline .. ': '
+	end
+	return ''
+end
+
+-- error( msg, level ) with the whole file name in the position.
+local function raise( msg, level )
+	error( callerPos( level + 2 ) .. msg, 0 )
+end
+
 lsyncd_version = '2.3.1'
 _LUA_VERSION_MAJOR = 5
 _LUA_VERSION_MINOR = 4
@@ -106,22 +124,22 @@ local function settingsFn( a )
 		return settingsTable[ a ]
 	end
 	if type( a ) ~= 'table' then
-		error( 'settings takes a table or a setting name', 2 )
+		raise( 'settings takes a table or a setting name', 2 )
 	end
 	for k, v in pairs( a ) do
 		if type( k ) == 'number' then
 			if not settingsKeys[ v ] then
-				error( 'setting "' .. tostring( v ) .. '" unknown.', 2 )
+				raise( 'setting "' .. tostring( v ) .. '" unknown.', 2 )
 			end
 			local bad = default._validate.settings( v, true )
-			if bad then error( bad, 2 ) end
+			if bad then raise( bad, 2 ) end
 			settingsTable[ v ] = true
 		else
 			if not settingsKeys[ k ] then
-				error( 'setting "' .. tostring( k ) .. '" unknown.', 2 )
+				raise( 'setting "' .. tostring( k ) .. '" unknown.', 2 )
 			end
 			local bad = default._validate.settings( k, v )
-			if bad then error( bad, 2 ) end
+			if bad then raise( bad, 2 ) end
 			settingsTable[ k ] = v
 		end
 	end
@@ -262,7 +280,7 @@ local eventMeta = {
 		local f = eventFields[ k ]
 		if f == nil then
 			if k == 'move' then return nil end
-			error( 'event does not have field "' .. tostring( k ) .. '"', 2 )
+			raise( 'event does not have field "' .. tostring( k ) .. '"', 2 )
 		end
 		return f( ev, evinfo[ ev ] )
 	end,
@@ -332,7 +350,7 @@ local listMeta = {
 		if k == 'config' then return syncsL[ info[ 1 ] ].config end
 		local f = listFunctions[ k ]
 		if f == nil then
-			error( 'event list does not have function "' .. tostring( k ) .. '"', 2 )
+			raise( 'event list does not have function "' .. tostring( k ) .. '"', 2 )
 		end
 		return function( ... ) return f( info, ... ) end
 	end,
@@ -364,7 +382,7 @@ local function mkinlet( sid )
 	end
 	function fns.discardEvent( ev )
 		local info = evinfo[ ev ]
-		if info == nil then error( 'discardEvent needs an event', 2 ) end
+		if info == nil then raise( 'discardEvent needs an event', 2 ) end
 		core.discard( sid, info[ 2 ] )
 	end
 	function fns.getConfig( ) return syncsL[ sid ].config end
@@ -395,12 +413,12 @@ local function mkinlet( sid )
 		__index = function( _, k )
 			local f = fns[ k ]
 			if f == nil then
-				error( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
+				raise( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
 			end
 			return f
 		end,
 		__newindex = function( _, k )
-			error( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
+			raise( 'inlet does not have function "' .. tostring( k ) .. '"', 2 )
 		end,
 	} )
 end
@@ -422,14 +440,14 @@ end
 
 function spawn( agent, binary, ... )
 	if type( agent ) ~= 'table' then
-		error( 'spawning with an invalid agent', 2 )
+		raise( 'spawning with an invalid agent', 2 )
 	end
 	if core.fading( ) then
 		log( 'Normal', 'ignored process spawning while fading' )
 		return
 	end
 	if type( binary ) ~= 'string' then
-		error( 'calling spawn(agent, binary, ...): binary is not a string', 2 )
+		raise( 'calling spawn(agent, binary, ...): binary is not a string', 2 )
 	end
 	local sid, dids, isList
 	local info = evinfo[ agent ]
@@ -437,7 +455,7 @@ function spawn( agent, binary, ... )
 		sid, dids, isList = info[ 1 ], info[ 2 ], false
 	else
 		local li = elinfo[ agent ]
-		if li == nil then error( 'spawning with an unknown agent', 2 ) end
+		if li == nil then raise( 'spawning with an unknown agent', 2 ) end
 		sid, dids, isList = li[ 1 ], li[ 2 ], true
 	end
 	local argv, n = { binary }, 1
@@ -450,14 +468,14 @@ function spawn( agent, binary, ... )
 			for _, x in ipairs( a ) do
 				local tx = type( x )
 				if tx ~= 'string' and tx ~= 'number' then
-					error( 'spawn: argument of type ' .. tx .. ' in a table', 2 )
+					raise( 'spawn: argument of type ' .. tx .. ' in a table', 2 )
 				end
 				n = n + 1; argv[ n ] = tostring( x )
 			end
 		elseif t == 'string' or t == 'number' then
 			n = n + 1; argv[ n ] = tostring( a )
 		elseif a ~= nil then
-			error( 'spawn: argument of type ' .. t, 2 )
+			raise( 'spawn: argument of type ' .. t, 2 )
 		end
 	end
 	local stdin
@@ -488,10 +506,10 @@ local alarms = { }
 
 function alarm( timestamp, func, extra )
 	if not core.isTimestamp( timestamp ) or core.tsSeconds( timestamp ) ~= core.tsSeconds( timestamp ) then
-		error( 'alarm: the time must be a timestamp (now() + seconds)', 2 )
+		raise( 'alarm: the time must be a timestamp (now() + seconds)', 2 )
 	end
 	if type( func ) ~= 'function' then
-		error( 'alarm: the second argument must be a function', 2 )
+		raise( 'alarm: the second argument must be a function', 2 )
 	end
 	local pos = #alarms + 1
 	for i = 1, #alarms do
@@ -506,7 +524,7 @@ local observers = { }
 
 function observefd( fd, ready, writey )
 	if math.type( fd ) ~= 'integer' or fd < 0 then
-		error( 'observefd: the fd must be an integer >= 0', 2 )
+		raise( 'observefd: the fd must be an integer >= 0', 2 )
 	end
 	observers[ fd ] = { ready = ready, writey = writey }
 	core.observeFd( fd, ready ~= nil, writey ~= nil )
@@ -548,16 +566,16 @@ local function splitCommand( s )
 end
 
 function tunnel( opts )
-	if type( opts ) ~= 'table' then error( 'tunnel needs a table', 2 ) end
+	if type( opts ) ~= 'table' then raise( 'tunnel needs a table', 2 ) end
 	local o = {
 		mode = 'command', parallel = 1, distribution = 'rr', retryDelay = 10,
 		readyDelay = 5, localhost = 'localhost', checkExitCodes = { 0 },
 		checkMaxFailed = 5,
 	}
 	for k, v in pairs( opts ) do o[ k ] = v end
-	if o.command == nil then error( 'tunnel needs a command', 2 ) end
+	if o.command == nil then raise( 'tunnel needs a command', 2 ) end
 	local bad = default._validate.tunnel( o )
-	if bad then error( bad, 2 ) end
+	if bad then raise( bad, 2 ) end
 	if type( o.command ) == 'string' then o.command = splitCommand( o.command ) end
 	o.name = o.name or ( 'Tunnel' .. ( #tunnels + 1 ) )
 	local t = setmetatable( {
@@ -685,12 +703,12 @@ do
 	local mt = {
 		__index = function( q, k )
 			if type( k ) ~= 'number' then
-				error( 'Key "' .. tostring( k ) .. '" invalid for Queue', 2 )
+				raise( 'Key "' .. tostring( k ) .. '" invalid for Queue', 2 )
 			end
 			return rawget( q, state ).items[ k ]
 		end,
 		__newindex = function( )
-			error( 'Queues are not directly assignable.', 2 )
+			raise( 'Queues are not directly assignable.', 2 )
 		end,
 	}
 	local function st( q ) return rawget( q, state ) end
@@ -699,7 +717,7 @@ do
 	function methods.first( q ) local s = st( q ); return s.items[ s.lo ] end
 	function methods.last( q ) local s = st( q ); return s.items[ s.hi ] end
 	function methods.push( q, value )
-		if value == nil then error( 'Queue pushing nil value', 2 ) end
+		if value == nil then raise( 'Queue pushing nil value', 2 ) end
 		local s = st( q )
 		s.hi = s.hi + 1
 		s.items[ s.hi ] = value
@@ -707,7 +725,7 @@ do
 		return s.hi
 	end
 	function methods.inject( q, value )
-		if value == nil then error( 'Queue injecting nil value', 2 ) end
+		if value == nil then raise( 'Queue injecting nil value', 2 ) end
 		local s = st( q )
 		if s.n == 0 then return methods.push( q, value ) end
 		s.lo = s.lo - 1
@@ -717,7 +735,7 @@ do
 	end
 	function methods.remove( q, pos )
 		local s = st( q )
-		if s.items[ pos ] == nil then error( 'Removing nonexisting item in Queue', 2 ) end
+		if s.items[ pos ] == nil then raise( 'Removing nonexisting item in Queue', 2 ) end
 		if pos == s.lo then
 			s.items[ pos ] = nil
 			s.lo = pos + 1
@@ -731,7 +749,7 @@ do
 	end
 	function methods.replace( q, pos, value )
 		local s = st( q )
-		if s.items[ pos ] == nil then error( 'Trying to replace an unset Queue entry.', 2 ) end
+		if s.items[ pos ] == nil then raise( 'Trying to replace an unset Queue entry.', 2 ) end
 		s.items[ pos ] = value
 	end
 	function methods.qpairs( q )
@@ -811,18 +829,6 @@ lsyncd = {
 ------------------------------------------------------------------------------
 local syncCount = 0
 
--- FILE:LINE: of the config code that called sync{}.
-local function callerPos( level )
-	local info = debug.getinfo( level, 'Sl' )
-	if info and info.currentline and info.currentline > 0 then
-		-- the whole file name (short_src cuts long paths)
-		local src = info.source
-		if sub( src, 1, 1 ) == '@' then src = sub( src, 2 ) else src = info.short_src end
-		return src .. ':' .. info.currentline .. ': '
-	end
-	return ''
-end
-
 local function badSettingsAssignment( )
 	core.log( 'Error', 'Do not use settings = { ... }\n'
 		.. '      please use settings{ ... } (without the equal sign)' )
@@ -833,15 +839,15 @@ local addSync
 
 function sync( opts )
 	if running then
-		error( 'Sync can only be created during initialization.', 2 )
+		raise( 'Sync can only be created during initialization.', 2 )
 	end
-	local inlet = addSync( opts, callerPos( 3 ) )
+	local inlet = addSync( opts, callerPos( 2 ) )
 	return inlet
 end
 
 addSync = function( opts, where )
 	if rawget( _G, 'settings' ) ~= settingsFn then badSettingsAssignment( ) end
-	if type( opts ) ~= 'table' then error( 'sync needs a table', 3 ) end
+	if type( opts ) ~= 'table' then raise( 'sync needs a table', 3 ) end
 	syncCount = syncCount + 1
 	local config = { }
 	inherit( config, opts )
@@ -963,7 +969,7 @@ local function varValue( vi, event, event2 )
 	local v = transVars[ vi ]
 	local ev = v[ 3 ] == 2 and event2 or event
 	if ev == nil then
-		error( 'action uses ' .. v[ 1 ] .. ' but has no second event', 2 )
+		raise( 'action uses ' .. v[ 1 ] .. ' but has no second event', 2 )
 	end
 	return ev[ v[ 2 ] ]
 end
@@ -1060,7 +1066,7 @@ local function lockGlobals( )
 			if k == '_' or ( type( k ) == 'string' and sub( k, 1, 2 ) == '__' ) then
 				return nil
 			end
-			error( 'Access of non-existing global "' .. tostring( k ) .. '"', 2 )
+			raise( 'Access of non-existing global "' .. tostring( k ) .. '"', 2 )
 		end,
 		__newindex = function( t, k, v )
 			if k == '_' or ( type( k ) == 'string' and sub( k, 1, 2 ) == '__' ) then
