@@ -37,7 +37,7 @@ end
 
 -- error( msg, level ) with the whole file name in the position.
 local function raise( msg, level )
-	error( callerPos( level + 2 ) .. msg, 0 )
+	error( callerPos( level + 1 ) .. msg, 0 )
 end
 
 lsyncd_version = '2.3.1'
