@@ -129,3 +129,43 @@ bad_config! {
         "{CFG}:2: settings: \"inotifyMode\" must be one of \"Modify\", \"CloseWrite\", \"CloseWrite or Modify\" (got string \"Sometimes\")",
     ];
 }
+
+/// Lua's own positions cut a file name to its last ~56 bytes ("...tail"); ours print it whole,
+/// so a config deep in a long path still names itself, in settings{}, sync{} and API errors.
+#[test]
+fn errors_in_a_config_under_a_long_path_name_the_whole_path() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    let deep = "a-directory-name-long-enough/that-lua-would-cut-the-file-name/of-the-config";
+    dir.mkdir(deep);
+    let cases = [
+        (
+            "settings{ inotifyMode = 'Sometimes' }",
+            "\"inotifyMode\" must be one of",
+        ),
+        (
+            "settings{ noSuchSetting = 1 }",
+            "setting \"noSuchSetting\" unknown.",
+        ),
+        (
+            "sync{ default.rsync, source = 'src', target = 'dst', delay = 'x' }",
+            "\"delay\"",
+        ),
+        ("spawn( 1, '/bin/true' )", "spawning with an invalid agent"),
+    ];
+    for (i, (stmt, needle)) in cases.iter().enumerate() {
+        let cfg = dir.config(
+            &format!("{deep}/c{i}.lua"),
+            &format!("-- case {i}\n{stmt}\n"),
+        );
+        let cfg_str = cfg.to_str().expect("utf8");
+        assert!(cfg_str.len() > 80, "{cfg_str}");
+        let r = run(&dir, &["-nodaemon", cfg_str]);
+        assert_eq!(r.code, 255, "{stmt}: {r:?}");
+        let at = format!("{cfg_str}:2: ");
+        assert!(
+            r.stderr.contains(&at) && r.stderr.contains(needle),
+            "{stmt}: want {needle:?} at {at:?}\n{r:?}"
+        );
+    }
+}
