@@ -16,6 +16,11 @@ Deliberate differences from upstream, each keeping upstream's argv where it is s
 - a move whose destination exists on the target as a directory or a symlink (rename(2)
   replaced an empty directory or a symlink in the source) clears it first: plain `mv`
   would move into that directory, or through the symlink to wherever it points;
+- a FIFO, socket or device node is never opened (upstream's `cp -p` blocks on a FIFO for
+  ever and copies a device's contents): it is created on the target as the same special
+  file (`cp -R`, as `cp -a` and rsync -D do) when the sync's rsync copies such files at
+  startup (rsync.archive, rsync.devices / rsync.specials, or -D in _extra), else skipped
+  with a log line, as the startup rsync skips it;
 - a target that names the root directory ('/', '', '//', '/tmp/..') is refused while any
   delete mode is on, before anything runs: the startup rsync --delete would erase it.
   Upstream only checks the paths of single Delete and Move events, after the startup.
@@ -91,12 +96,20 @@ local function deletesAtStartup(config)
 	return config.delete == true or config.delete == 'startup'
 end
 
--- Whether `path` itself is a symbolic link. Plain Lua cannot lstat(), so this asks the
--- runtime; it answers nil when the runtime offers no such probe.
-local function isSymlink(path)
+-- The runtime's lsyncd.NAME probe, nil when it offers none (plain Lua cannot lstat()).
+local function runtimeProbe(name)
 	local core = rawget(_G, 'lsyncd')
-	local probe = type(core) == 'table' and core.is_symlink
+	local probe = type(core) == 'table' and core[name]
 	if type(probe) ~= 'function' then
+		return nil
+	end
+	return probe
+end
+
+-- Whether `path` itself is a symbolic link; nil when the runtime cannot tell.
+local function isSymlink(path)
+	local probe = runtimeProbe('is_symlink')
+	if probe == nil then
 		return nil
 	end
 	return probe(path) and true or false
@@ -123,6 +136,56 @@ local function clearDestination(config)
 		return 'rm -rf -- "${2%/}"; '
 	end
 	return '{ rmdir -- "${2%/}" || rm -f -- "${2%/}"; } 2>/dev/null; '
+end
+
+-- The kind of `path` without following a symlink ('file', 'directory', 'symlink', 'fifo',
+-- 'socket', 'char', 'block'), nil when it is gone or the runtime offers no probe.
+local function fileType(path)
+	local probe = runtimeProbe('file_type')
+	return probe and probe(path)
+end
+
+local SPECIAL = { fifo = 'specials', socket = 'specials', char = 'devices', block = 'devices' }
+
+-- Whether the rsync of this sync (its startup and Full transfers) copies special files of
+-- class `class` ('devices' or 'specials'): the keys (archive expanded them already), or
+-- an _extra word that turns them on or off, the last one winning as in rsync.
+local function rsyncCopies(config, class)
+	local crsync = config.rsync or {}
+	local on = crsync[class] == true
+	for _, arg in ipairs(crsync._extra or {}) do
+		if arg == '--' .. class or arg == '--archive' then
+			on = true
+		elseif arg == '--no-' .. class or arg == '--no-D' then
+			on = false
+		elseif arg:match('^%-%a+$') and arg:match('[aD]') then
+			on = true
+		end
+	end
+	return on
+end
+
+-- A FIFO, socket or device node (Create/Modify): created on the target as the same kind
+-- of file, or skipped with a log line when the sync's rsync would skip it too. Returns
+-- false for anything else.
+local function copySpecial(inlet, event, kind)
+	local class = SPECIAL[kind]
+	if class == nil then
+		return false
+	end
+	if not rsyncCopies(event.config, class) then
+		log(
+			'Normal', 'not copying ', kind, ' ', event.sourcePath,
+			': this sync copies no ', class, ' (see rsync.archive, rsync.', class, ')'
+		)
+		inlet.discardEvent(event)
+	elseif event.etype == 'Modify' and fileType(event.targetPath) == kind then
+		-- written to (a FIFO): the special file on the target is the same already
+		inlet.discardEvent(event)
+	else
+		spawn(event, 'cp', '-p', '-R', '--remove-destination', '--', event.sourcePath, event.targetPathdir)
+	end
+	return true
 end
 
 -- Copies a file (Create/Modify) into its target directory.
@@ -162,14 +225,16 @@ function direct.action(inlet)
 	if etype == 'Create' then
 		if event.isdir then
 			spawn(event, 'mkdir', '--', event.targetPath)
-		else
+		elseif not copySpecial(inlet, event, fileType(event.sourcePath)) then
 			copyFile(event)
 		end
 	elseif etype == 'Modify' then
 		if event.isdir then
 			error("Do not know how to handle 'Modify' on dirs")
 		end
-		copyFile(event)
+		if not copySpecial(inlet, event, fileType(event.sourcePath)) then
+			copyFile(event)
+		end
 	elseif etype == 'Delete' then
 		if not deletesWhileRunning(config) then
 			inlet.discardEvent(event)

@@ -111,7 +111,7 @@ local settingsKeys = {
 	logfile = true, pidfile = true, nodaemon = true, onepass = true,
 	statusFile = true, statusInterval = true, logfacility = true,
 	logident = true, insist = true, inotifyMode = true,
-	maxProcesses = true, maxDelays = true, maxBackoff = true, maxPending = true, monitor = true,
+	maxProcesses = true, maxDelays = true, maxBackoff = true, maxPending = true, stopGrace = true, monitor = true,
 	statusFormat = true, metricsFile = true, metricsListen = true,
 }
 
@@ -798,6 +798,7 @@ lsyncd = {
 	realdir = function( p ) return ( core.realdir( p ) ) end,
 	get_file_size = function( p ) return core.fileSize( p ) end,
 	is_symlink = function( p ) return core.isSymlink( p ) end,
+	file_type = function( p ) return core.fileType( p ) end,
 	get_process_info = function( ) return core.processInfo( ) end,
 	kill = function( pid, sig ) return core.kill( pid, sig ) end,
 	get_free_port = function( ) return core.freePort( ) end,

@@ -73,6 +73,13 @@ local function number(min, integer, max)
 	end
 end
 
+-- A number of seconds >= 0, math.huge meaning "for ever".
+local function secondsOrForever(v)
+	if type(v) ~= 'number' or v ~= v or v < 0 then
+		return 'a number of seconds >= 0 (math.huge: for ever)'
+	end
+end
+
 local function oneOf(...)
 	local allowed = { ... }
 	local names = {}
@@ -159,6 +166,7 @@ local settingsSchema = {
 	maxDelays = number(1, true),
 	maxBackoff = number(1),
 	maxPending = number(1, true),
+	stopGrace = secondsOrForever,
 }
 
 -- rsync{}: keys taking a value (string or number) rather than a flag.

@@ -45,6 +45,9 @@ pub(crate) struct Settings {
     /// `maxPending`: pending changes of one sync above which they collapse into one full
     /// transfer.
     pub(crate) max_pending: usize,
+    /// `stopGrace`: how long a fading run waits for its children before it signals them;
+    /// `None` (math.huge) waits for ever, as upstream.
+    pub(crate) stop_grace: Option<std::time::Duration>,
 }
 
 fn truthy(v: &Value) -> bool {
@@ -138,6 +141,13 @@ impl Settings {
             max_backoff: number(&get("maxBackoff"))
                 .filter(|n| n.is_finite() && *n >= 1.0)
                 .unwrap_or(crate::retry::DEFAULT_MAX_BACKOFF),
+            stop_grace: match number(&get("stopGrace")) {
+                Some(n) if n.is_nan() || n < 0.0 => None,
+                n => std::time::Duration::try_from_secs_f64(
+                    n.unwrap_or(crate::shutdown::DEFAULT_STOP_GRACE),
+                )
+                .ok(),
+            },
         })
     }
 }
@@ -159,6 +169,15 @@ mod tests {
         assert_eq!(s.logident, b"lsyncd");
         assert_eq!(s.status_interval, 10.0);
         assert!(!s.nodaemon && s.max_processes.is_none());
+        assert_eq!(s.stop_grace, Some(std::time::Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn stop_grace_of_math_huge_waits_for_ever() {
+        let s = settings_of("return { stopGrace = math.huge }").expect("settings");
+        assert_eq!(s.stop_grace, None);
+        let s = settings_of("return { stopGrace = 0.5 }").expect("settings");
+        assert_eq!(s.stop_grace, Some(std::time::Duration::from_millis(500)));
     }
 
     #[test]

@@ -13,7 +13,13 @@
 //!    TERM/INT exits as the stop would (128 + the signal).
 //!
 //! The record is a `static` so that the panic hook reaches it from wherever the panic happened.
-//! Must not touch: Lua, syncs, the poll loop; it logs nothing (a failing log may be why it runs).
+//!
+//! Also owns the clock of a fading run ([`StopClock`], `settings{ stopGrace }`): children still
+//! running when the grace period is over get SIGTERM, then SIGKILL, so that a stop never waits
+//! for ever on a child that hangs (a `cp` blocked on a FIFO, a command ignoring TERM).
+//!
+//! Must not touch: Lua, syncs, the poll loop; [`finish`] logs nothing (a failing log may be why
+//! it runs).
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -29,6 +35,99 @@ use crate::sys;
 const CHILD_GRACE: Duration = Duration::from_secs(3);
 /// How often a shutting-down process looks for exited children.
 const REAP_EVERY: Duration = Duration::from_millis(5);
+
+/// Default of `settings{ stopGrace }`: how long a fading run waits for its children before it
+/// signals them, in seconds.
+pub(crate) const DEFAULT_STOP_GRACE: f64 = 60.0;
+
+/// What a fading run does when a step of its [`StopClock`] is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StopStep {
+    /// The grace period is over: SIGTERM to every child.
+    Term,
+    /// [`CHILD_GRACE`] after that: SIGKILL to every child still there.
+    Kill,
+    /// [`CHILD_GRACE`] after SIGKILL: stop waiting (a child stuck in the kernel).
+    GiveUp,
+}
+
+/// The steps of a fading run, from the moment it began to fade.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StopClock {
+    /// When the next step is due; `None`: no more steps (or a grace of for ever).
+    next: Option<Instant>,
+    /// The step due at `next`.
+    step: StopStep,
+}
+
+impl StopClock {
+    /// A run that began to fade at `now`; `grace` `None` waits for ever, as upstream.
+    pub(crate) fn new(now: Instant, grace: Option<Duration>) -> StopClock {
+        StopClock {
+            next: grace.and_then(|g| now.checked_add(g)),
+            step: StopStep::Term,
+        }
+    }
+
+    /// When the loop must wake up for the next step.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// The step due at `now`, if any; each step is returned once, in order.
+    pub(crate) fn due(&mut self, now: Instant) -> Option<StopStep> {
+        let step = self.step;
+        if self.next? > now {
+            return None;
+        }
+        (self.next, self.step) = match step {
+            StopStep::Term => (Some(now + CHILD_GRACE), StopStep::Kill),
+            StopStep::Kill => (Some(now + CHILD_GRACE), StopStep::GiveUp),
+            StopStep::GiveUp => (None, StopStep::GiveUp),
+        };
+        Some(step)
+    }
+}
+
+/// Sends `sig` to every child still alive; returns their pids.
+pub(crate) fn signal_children(sig: i32) -> Vec<libc::pid_t> {
+    let children: Vec<libc::pid_t> = record().children.iter().copied().collect();
+    children
+        .into_iter()
+        .filter(|&pid| sys::kill(pid, sig).is_ok())
+        .collect()
+}
+
+/// Carries out a due step for a run still waiting for `running` children of syncs, logged
+/// with the pids. Returns whether the run should stop waiting.
+pub(crate) fn take_step(step: StopStep, running: usize, grace: Option<Duration>) -> bool {
+    let signal = match step {
+        StopStep::Term => libc::SIGTERM,
+        StopStep::Kill => libc::SIGKILL,
+        StopStep::GiveUp => {
+            crate::log::error(format!(
+                "{running} child processes did not end after SIGKILL; exiting without them"
+            ));
+            return true;
+        }
+    };
+    let pids = signal_children(signal);
+    let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+    let why = match step {
+        StopStep::Term => format!(
+            "still running {:.1} s after the stop began (stopGrace)",
+            grace.unwrap_or_default().as_secs_f64()
+        ),
+        _ => "still running after SIGTERM".to_string(),
+    };
+    crate::log::error(format!(
+        "{} child processes {why}; sending {} to pid {}",
+        pids.len(),
+        crate::retry::signal_name(signal),
+        list.join(", ")
+    ));
+    false
+}
 
 struct Cleanup {
     /// The pidfile and the pid of the process that wrote it.
@@ -143,5 +242,37 @@ fn end_children(mut children: BTreeSet<libc::pid_t>) {
             deadline = Instant::now() + CHILD_GRACE;
         }
         std::thread::sleep(REAP_EVERY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stop_clock_terms_then_kills_then_gives_up() {
+        let t0 = Instant::now();
+        let mut c = StopClock::new(t0, Some(Duration::from_secs(10)));
+        assert_eq!(c.next_wake(), Some(t0 + Duration::from_secs(10)));
+        assert_eq!(c.due(t0 + Duration::from_secs(9)), None);
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(c.due(t1), Some(StopStep::Term));
+        assert_eq!(c.due(t1), None);
+        assert_eq!(c.next_wake(), Some(t1 + CHILD_GRACE));
+        let t2 = t1 + CHILD_GRACE;
+        assert_eq!(c.due(t2), Some(StopStep::Kill));
+        assert_eq!(c.due(t2 + CHILD_GRACE), Some(StopStep::GiveUp));
+        assert_eq!(c.next_wake(), None);
+        assert_eq!(c.due(t2 + CHILD_GRACE * 10), None);
+    }
+
+    #[test]
+    fn a_grace_of_for_ever_never_signals() {
+        let t0 = Instant::now();
+        let mut c = StopClock::new(t0, None);
+        assert_eq!(c.next_wake(), None);
+        assert_eq!(c.due(t0 + Duration::from_secs(1_000_000)), None);
+        let mut huge = StopClock::new(t0, Some(Duration::MAX));
+        assert_eq!(huge.due(t0 + Duration::from_secs(1_000_000)), None);
     }
 }

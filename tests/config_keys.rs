@@ -38,6 +38,9 @@ fn cases() -> Vec<(String, &'static str)> {
         (settings("maxBackoff = math.huge"), "maxBackoff"),
         (settings("maxPending = 'many'"), "maxPending"),
         (settings("maxPending = 0"), "maxPending"),
+        (settings("stopGrace = -1"), "stopGrace"),
+        (settings("stopGrace = 0/0"), "stopGrace"),
+        (settings("stopGrace = '5'"), "stopGrace"),
         (rsync("target = {}"), "target"),
         (rsync("target = '/dst\\0x'"), "target"),
         (
@@ -160,7 +163,7 @@ fn valid_values_of_the_same_keys_still_load() {
         "ok.lua",
         "settings{ logfile = '/dev/null', nodaemon = true, statusInterval = 0, \
          inotifyMode = 'CloseWrite or Modify', maxProcesses = 1, maxDelays = 10, \
-         maxBackoff = 60, maxPending = 1000, insist = true }\n\
+         maxBackoff = 60, maxPending = 1000, stopGrace = math.huge, insist = true }\n\
          sync{ default.rsync, source = 'src', target = 'dst', delay = 0.5, delete = 'running', \
          exclude = { '*.tmp' }, init = false, exitcodes = { [0] = 'ok', [23] = 'again' }, \
          rsync = { binary = 'rsync', archive = true, bwlimit = 100, timeout = 30, \

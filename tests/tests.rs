@@ -52,6 +52,7 @@ mod production;
 mod rsync_sync;
 mod signals;
 mod ssh;
+mod stop_grace;
 mod syslog;
 mod tunnel;
 mod v23;

@@ -44,8 +44,10 @@ enum Fade {
 /// What the next timeout depends on, read once per pass.
 #[derive(Clone, Copy, Debug, Default)]
 struct Wakeups {
-    /// Fading: only the notifier's watchdog still needs waking up.
+    /// Fading: only the notifier's watchdog and the stop clock still need waking up.
     fading: bool,
+    /// The next step of the stop clock (`stopGrace`).
+    stop: Option<Instant>,
     /// The notifier's next WATCHDOG=1 or held-back STATUS= line.
     notifier: Option<Instant>,
     /// The earliest Sync alarm (none while the global process cap is reached).
@@ -67,7 +69,7 @@ struct Wakeups {
 /// How long `poll` may sleep at `now`: until the earliest wake-up, `None` for ever.
 fn next_timeout(w: &Wakeups, now: Instant) -> Option<Duration> {
     let next = if w.fading {
-        w.notifier
+        w.notifier.into_iter().chain(w.stop).min()
     } else {
         let soon = [
             w.syncs,
@@ -103,6 +105,8 @@ pub(super) struct Run<'a> {
     /// observefd registrations made with the poll: fd → (readable, writable).
     registered: BTreeMap<RawFd, (bool, bool)>,
     status: StatusWriter,
+    /// Fading: when the children still running get signalled (`stopGrace`).
+    stop: Option<shutdown::StopClock>,
 }
 
 /// A pass step ends the run with this.
@@ -145,6 +149,7 @@ impl<'a> Run<'a> {
             inotify_rest: None,
             registered: BTreeMap::new(),
             status,
+            stop: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl<'a> Run<'a> {
         self.source_roots()?;
         if self.fade.is_some() {
             self.core.borrow_mut().fading = true;
+            let grace = self.settings.stop_grace;
+            self.stop
+                .get_or_insert_with(|| shutdown::StopClock::new(Instant::now(), grace));
         }
         if child_exited {
             self.reap()?;
@@ -206,6 +214,7 @@ impl<'a> Run<'a> {
         };
         Wakeups {
             fading: self.fade.is_some(),
+            stop: self.stop.and_then(|c| c.next_wake()),
             notifier: self.p.notifier.next_due(),
             syncs,
             user_alarm: c.user_alarm,
@@ -385,14 +394,23 @@ impl<'a> Run<'a> {
     }
 
     /// Fading: the run ends once no child runs; meanwhile the watchdog is kept and the wait is
-    /// logged once a minute.
+    /// logged once a minute. Children still running after `stopGrace` get TERM, then KILL; an
+    /// exit stops waiting for a child that survives even that.
     fn fading(&mut self, f: Fade) -> Step {
         let running = self.core.borrow().running;
+        let end = match f {
+            Fade::Restart => RunEnd::Restart,
+            Fade::Exit(code) => RunEnd::Exit(code),
+        };
         if running == 0 {
-            return Err(match f {
-                Fade::Restart => RunEnd::Restart,
-                Fade::Exit(code) => RunEnd::Exit(code),
-            });
+            return Err(end);
+        }
+        let due = self.stop.as_mut().and_then(|c| c.due(Instant::now()));
+        if let Some(step) = due {
+            let grace = self.settings.stop_grace;
+            if shutdown::take_step(step, running, grace) && matches!(f, Fade::Exit(_)) {
+                return Err(end);
+            }
         }
         self.p.notifier.watchdog(Instant::now());
         if self
@@ -525,5 +543,10 @@ mod tests {
             ..w
         };
         assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(2500)));
+        let w = Wakeups {
+            stop: at(now, 900),
+            ..w
+        };
+        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(900)));
     }
 }

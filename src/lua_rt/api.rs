@@ -69,6 +69,7 @@ const AREAS: [Area; 7] = [
 /// | `readdir` | path | { name = isdir } or nil |
 /// | `fileSize` | path | size or nil |
 /// | `isSymlink` | path | whether the path itself is a symlink |
+/// | `fileType` | path | file, directory, symlink, fifo, socket, char, block, or nil |
 /// | `addSync` | config table | sync id |
 /// | `dinfo` | sid, did | etype, status, path, path2 (nil if gone) |
 /// | `dstatus` | sid, did | status or nil |

@@ -1,4 +1,4 @@
-//! The `core` functions for file-system lookups configs and layers make (`realdir`, `readdir`, sizes, symlinks).
+//! The `core` functions for file-system lookups configs and layers make (`realdir`, `readdir`, sizes, symlinks, file types).
 //!
 //! Owns: these rows of the API table (see `api.rs`). Must not touch: the poll loop, Lua
 //! state beyond the values of one call.
@@ -58,6 +58,26 @@ pub(super) fn rows(lua: &Lua, _core: &Shared) -> mlua::Result<Vec<Row>> {
         lua.create_function(|_, p: mlua::String| {
             Ok(std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes()))
                 .is_ok_and(|m| m.is_symlink()))
+        })?,
+    ));
+    rows.push((
+        "fileType",
+        lua.create_function(|_, p: mlua::String| {
+            use std::os::unix::fs::FileTypeExt;
+            let Ok(m) = std::fs::symlink_metadata(OsStr::from_bytes(&p.as_bytes())) else {
+                return Ok(None);
+            };
+            let t = m.file_type();
+            let kinds = [
+                (t.is_file(), "file"),
+                (t.is_dir(), "directory"),
+                (t.is_symlink(), "symlink"),
+                (t.is_fifo(), "fifo"),
+                (t.is_socket(), "socket"),
+                (t.is_char_device(), "char"),
+                (t.is_block_device(), "block"),
+            ];
+            Ok(kinds.into_iter().find(|k| k.0).map(|k| k.1))
         })?,
     ));
     Ok(rows)
