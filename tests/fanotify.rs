@@ -323,3 +323,52 @@ fn configtest_names_each_syncs_monitor() {
         "{r:?}"
     );
 }
+
+/// Stops process `pid` and waits until the kernel shows it stopped.
+fn stop(pid: u32) {
+    send_signal(pid, "STOP");
+    let stopped = crate::util::wait_until(TIMEOUT, || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+            .unwrap_or(false)
+    });
+    assert!(stopped, "process {pid} did not stop");
+}
+
+both_monitors! {
+    fn file_moves_followed_by_renames_of_their_directories_reach_the_target(mon) {
+        // A monitor that names directories by what they are called when it reads the record
+        // sees `mv a/f b/m; mv a a2` as a move from a2/f, a path the target never had: the
+        // remote mv fails and b/m must still arrive.
+        rsync_path();
+        let dir = TestDir::with_monitor(mon);
+        for f in ["src/a/f", "src/a/g", "src/c/h", "src/z/keep"] {
+            dir.write(f, format!("{f}\n"));
+        }
+        dir.mkdir("src/b");
+        let cfg = dir.config(
+            "direct.lua",
+            "sync{ default.direct, source = \"src\", target = \"dst\", delay = 1 }\n",
+        );
+        let mut d = Daemon::config(&dir, &cfg, &["-log", "Exec"]);
+        d.wait_log("Startup of \"");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        stop(d.pid());
+        // A directory rename first, so no directory path is remembered from before.
+        dir.rename("src/z", "src/z2");
+        dir.rename("src/a/f", "src/b/m");
+        dir.rename("src/a", "src/a2");
+        dir.rename("src/a2/g", "src/c/n");
+        dir.rename("src/c", "src/c2");
+        send_signal(d.pid(), "CONT");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(dir.read("dst/b/m").as_deref(), Some(&b"src/a/f\n"[..]));
+        assert_eq!(dir.read("dst/c2/n").as_deref(), Some(&b"src/a/g\n"[..]));
+        // A move with nothing else going on reaches the target as a move.
+        let moves = d.log().matches("Exec: sh [-c] [mv -- ").count();
+        dir.rename("src/b/m", "src/c2/m");
+        d.wait_log_count("Exec: sh [-c] [mv -- ", moves + 1);
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+    }
+}

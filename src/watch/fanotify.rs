@@ -26,7 +26,9 @@
 //!   record is "this name changed": a merged create+delete is decided by `lstat`; a directory
 //!   rename is Delete(old) + Create(new) (the Create syncs the tree recursively), never a
 //!   remote move whose earlier events might already name the new path. A file rename (exact,
-//!   never merged) is a Move; into a source it is a Create, out of one a Delete.
+//!   never merged) is a Move; into a source it is a Create, out of one a Delete. Its origin
+//!   may be named by a later rename of its directory; `moves` sends the destinations of such
+//!   moves again when that rename is read.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -34,9 +36,12 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Instant;
 
 use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, WatchError, READ_BATCH};
 use crate::sys;
+
+mod moves;
 
 /// The directory cache is cleared when it reaches this many entries (about 100 bytes each).
 const CACHE_MAX: usize = 65536;
@@ -99,6 +104,8 @@ pub(crate) struct Fanotify {
     notes: Vec<String>,
     /// Paths of the non-rename records handled in the current `read` (see `rename_events`).
     touched: HashSet<Vec<u8>>,
+    /// File moves handed out lately, corrected by later directory renames (see `moves`).
+    moves: moves::RecentMoves,
     pub(crate) stats: Stats,
 }
 
@@ -444,6 +451,7 @@ impl Fanotify {
             batch: READ_BATCH,
             notes: Vec::new(),
             touched: HashSet::new(),
+            moves: moves::RecentMoves::default(),
             stats: Stats::default(),
         })
     }
@@ -586,6 +594,7 @@ impl Fanotify {
         out: &mut Vec<FsEvent>,
         concerns: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<ReadOutcome, WatchError> {
+        self.moves.expire(Instant::now());
         let mut buf = std::mem::take(&mut self.buf);
         let result = self.read_into(&mut buf, out, concerns);
         self.buf = buf;
@@ -649,7 +658,31 @@ impl Fanotify {
                 // Paths below the moved directory changed.
                 self.cache.clear();
             }
+            let start = out.len();
+            let moved_dir = to.clone().filter(|_| is_dir);
             rename_events(from, to, is_dir, &self.touched, out);
+            if let Some(FsEvent {
+                kind: FsKind::Move,
+                path,
+                path2: Some(dest),
+                ..
+            }) = out.get(start)
+            {
+                self.moves.remember(Instant::now(), path, dest);
+            }
+            if let Some(dir) = moved_dir {
+                // Moves read before this rename may name their origin by its new path: their
+                // destinations are sent again, or deleted if gone since (a Create of a
+                // missing file would replace a pending Delete of it).
+                for dest in self.moves.take_below(&dir) {
+                    let kind = if exists(&dest) {
+                        FsKind::Create
+                    } else {
+                        FsKind::Delete
+                    };
+                    push(out, kind, dest);
+                }
+            }
             return;
         }
         let Some(kind) = classify(ev.mask) else {

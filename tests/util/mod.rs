@@ -123,6 +123,11 @@ impl TestDir {
         }
     }
 
+    /// The private mount namespace (`/proc/PID/ns/mnt`) of a fanotify test dir.
+    pub fn mount_ns(&self) -> Option<String> {
+        self.fs.as_ref().map(privfs::PrivateFs::mount_ns)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -86,12 +86,17 @@ impl PrivateFs {
         PathBuf::from(format!("/proc/{}/root", self.holder.id())).join(rel)
     }
 
+    /// The namespace, for `nsenter --mount=`.
+    pub fn mount_ns(&self) -> String {
+        format!("/proc/{}/ns/mnt", self.holder.id())
+    }
+
     /// A command that runs `program` inside the namespace, in the test dir (entered after
     /// `setns`: nsenter's `--wd` opens the directory before, which would be the host's empty
     /// one under the mount). Every step `exec`s, so the command's pid is the program's.
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+        cmd.arg(format!("--mount={}", self.mount_ns()))
             .args(["--", "sh", "-c", "cd \"$0\" && exec \"$@\""])
             .arg(&self.inner)
             .arg(program);

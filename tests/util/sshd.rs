@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{lua_str, send_signal, wait_until, TIMEOUT};
+use super::{lua_str, send_signal, wait_until, TestDir, TIMEOUT};
 
 /// The sshd binary (Debian/Ubuntu path; `make deps` installs openssh-server).
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -63,6 +63,9 @@ pub struct Sshd {
     port: u16,
     child: Option<Child>,
     starts: usize,
+    /// The mount namespace sshd runs in (`/proc/PID/ns/mnt`), when the test's files live on a
+    /// private tmpfs: the remote rsync must see the target as the daemon does.
+    mount_ns: Option<String>,
 }
 
 impl Sshd {
@@ -104,12 +107,23 @@ impl Sshd {
             port: free_port(),
             child: None,
             starts: 0,
+            mount_ns: None,
         }
     }
 
     /// A started sshd.
     pub fn started() -> Sshd {
         let mut s = Sshd::new();
+        s.start();
+        s
+    }
+
+    /// A started sshd whose sessions see `dir` as its daemons do: inside the private mount
+    /// namespace of a fanotify test dir (rsync refuses to write through `/proc/PID/root` into
+    /// another namespace), as [`Sshd::started`] otherwise.
+    pub fn started_in(dir: &TestDir) -> Sshd {
+        let mut s = Sshd::new();
+        s.mount_ns = dir.mount_ns();
         s.start();
         s
     }
@@ -177,7 +191,15 @@ impl Sshd {
             self.starts += 1;
             let log_path = self.tmp.path().join(format!("sshd{}.log", self.starts));
             let log = fs::File::create(&log_path).expect("create sshd log");
-            let child = Command::new(SSHD)
+            let mut cmd = match &self.mount_ns {
+                Some(ns) => {
+                    let mut c = Command::new("nsenter");
+                    c.arg(format!("--mount={ns}")).arg("--").arg(SSHD);
+                    c
+                }
+                None => Command::new(SSHD),
+            };
+            let child = cmd
                 .arg("-D")
                 .arg("-e")
                 .arg("-f")
