@@ -91,9 +91,20 @@ end
 -- Forward declaration: the tunnel processes a terminate() must not leave behind.
 local killTunnelProcesses
 
+-- `v` as an integer (a number or numeric string with an integral value), or an error
+-- naming function `fname` and what `v` stands for (NaN, infinities, fractions, tables...).
+local function integerArg( fname, what, v )
+	local i = math.tointeger( tonumber( v ) or 0/0 )
+	if i == nil then
+		raise( fname .. ': ' .. what .. ' must be an integer (got ' .. type( v ) .. ' ' .. tostring( v ) .. ')', 3 )
+	end
+	return i
+end
+
 function terminate( code )
+	code = code == nil and 0 or integerArg( 'terminate', 'the exit code', code )
 	if killTunnelProcesses then killTunnelProcesses( ) end
-	core.terminate( code or 0 )
+	core.terminate( code )
 end
 
 function now( )
@@ -531,6 +542,9 @@ function observefd( fd, ready, writey )
 end
 
 function nonobservefd( fd )
+	if math.type( fd ) ~= 'integer' or fd < 0 then
+		raise( 'nonobservefd: the fd must be an integer >= 0', 2 )
+	end
 	observers[ fd ] = nil
 	core.observeFd( fd, false, false )
 end
@@ -800,11 +814,18 @@ lsyncd = {
 	is_symlink = function( p ) return core.isSymlink( p ) end,
 	file_type = function( p ) return core.fileType( p ) end,
 	get_process_info = function( ) return core.processInfo( ) end,
-	kill = function( pid, sig ) return core.kill( pid, sig ) end,
+	kill = function( pid, sig )
+		return core.kill( integerArg( 'kill', 'the pid', pid ), integerArg( 'kill', 'the signal', sig ) )
+	end,
 	get_free_port = function( ) return core.freePort( ) end,
 	observe_fd = function( fd, ready, writey ) observefd( fd, ready, writey ) end,
 	nonobserve_fd = function( fd ) nonobservefd( fd ) end,
-	jiffies_from_seconds = function( n ) return n * 100 end,
+	jiffies_from_seconds = function( n )
+		if type( n ) ~= 'number' then
+			raise( 'jiffies_from_seconds: the seconds must be a number (got ' .. type( n ) .. ')', 2 )
+		end
+		return n * 100
+	end,
 	splitQuotedString = splitQuotedString,
 	exec = function( binary, ... )
 		local argv = { binary, ... }

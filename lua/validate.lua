@@ -164,7 +164,7 @@ local settingsSchema = {
 	inotifyMode = oneOf('Modify', 'CloseWrite', 'CloseWrite or Modify'),
 	maxProcesses = number(1, true),
 	maxDelays = number(1, true),
-	maxBackoff = number(1),
+	maxBackoff = number(1, false, 31536000),
 	maxPending = number(1, true),
 	stopGrace = secondsOrForever,
 }
@@ -173,7 +173,7 @@ local settingsSchema = {
 local rsyncValued = {
 	backup_dir = str, chmod = str, chown = str, groupmap = str, usermap = str,
 	password_file = str, rsh = str, rsync_path = str, suffix = str, temp_dir = str,
-	bwlimit = either(str, number(0)), timeout = number(0, true),
+	bwlimit = either(str, number(0)), timeout = number(0, true, 2147483647),
 	binary = str, _extra = argList,
 }
 
@@ -290,7 +290,7 @@ local syncSchema = {
 local tunnelSchema = {
 	command = either(str, argList),
 	mode = oneOf('command', 'pool'),
-	parallel = number(1, true),
+	parallel = number(1, true, 1000),
 	distribution = oneOf('rr'),
 	retryDelay = number(0),
 	readyDelay = number(0),

@@ -198,8 +198,9 @@ impl Backoff {
     /// 100 % and 125 % of that (never above the cap, never below upstream's 1 s); a fatal
     /// failure waits the cap.
     fn wait(&mut self, cap: f64, fatal: bool) -> Duration {
+        // (a year at most: the validated range, and far from Duration's and Instant's limits)
         let cap = if cap.is_finite() && cap >= FIRST_STEP {
-            cap
+            cap.min(31_536_000.0)
         } else {
             DEFAULT_MAX_BACKOFF
         };

@@ -4,6 +4,10 @@
 //! huge and negative integers, NUL bytes, long strings, tables, functions, timestamps at
 //! infinity). Every call must end in a value or a Lua error: the daemon never panics, stays
 //! up and keeps syncing.
+//!
+//! A second test holds the table of every API function: those taking numbers get each
+//! hostile number (and wrong types) in each numeric position and must fail with an error
+//! naming the function; a registered function missing from the table fails the test.
 
 use crate::util::{rsync_path, Daemon, TestDir};
 
@@ -80,21 +84,29 @@ end
 alarm(now() + 1, fuzz)
 "#;
 
-#[test]
-fn every_api_function_survives_hostile_arguments_without_a_panic() {
+/// Runs `config` (whose alarm logs one line containing `marker`) and returns that line,
+/// after checking the daemon did not panic.
+fn run_and_report(config: &str, marker: &str) -> (TestDir, Daemon, String) {
     rsync_path();
     let dir = TestDir::new();
     dir.mkdir("src");
-    let cfg = dir.config("fuzz.lua", FUZZ);
+    let cfg = dir.config("fuzz.lua", config);
     let mut d = Daemon::config(&dir, &cfg, &[] as &[&str]);
-    d.wait_log("fuzz done: ");
+    d.wait_log(marker);
     let log = d.log();
     assert!(!log.contains("panicked"), "{log}");
     let line = log
         .lines()
-        .find(|l| l.contains("fuzz done: "))
+        .find(|l| l.contains(marker))
         .unwrap_or_default()
         .to_string();
+    (dir, d, line)
+}
+
+#[test]
+fn every_api_function_survives_hostile_arguments_without_a_panic() {
+    let (dir, mut d, line) = run_and_report(FUZZ, "fuzz done: ");
+    let log = d.log();
     let count = |what: &str| -> usize {
         line.split(", ")
             .find(|p| p.ends_with(what))
@@ -110,5 +122,143 @@ fn every_api_function_survives_hostile_arguments_without_a_panic() {
     assert!(d.try_exit().is_none(), "daemon ended\n{log}");
     dir.write("src/after-fuzz", "still syncing\n");
     d.wait_for("a sync after the fuzzing", || dir.exists("dst/after-fuzz"));
+    eprintln!("{line}");
+}
+
+const NUMERIC: &str = r#"
+sync{ default.rsync, source = 'src', target = 'dst', delay = 0 }
+
+-- Every API function a config reaches. Those taking numbers list the positions of their
+-- numeric arguments and the name their errors must carry; `invalid` feeds only values no
+-- call can take (terminate with a valid code ends the run). The rest take no number a
+-- config chooses (a layer's collect gets its exit code from the core).
+local NUMERIC = {
+	alarm = { name = 'alarm', 1 },
+	observefd = { name = 'observefd', 1 },
+	nonobservefd = { name = 'nonobservefd', 1 },
+	terminate = { name = 'terminate', invalid = true, 1 },
+	['lsyncd.terminate'] = { name = 'terminate', invalid = true, 1 },
+	['lsyncd.observe_fd'] = { name = 'observefd', 1 },
+	['lsyncd.nonobserve_fd'] = { name = 'nonobservefd', 1 },
+	['lsyncd.kill'] = { name = 'kill', invalid = true, 1, 2 },
+	['lsyncd.jiffies_from_seconds'] = { name = 'jiffies_from_seconds', 1 },
+}
+local NO_NUMBER = {
+	'default._rsyncCommon.batchesFull', 'default._rsyncCommon.collectStartup',
+	'default._rsyncCommon.runList', 'default._rsyncCommon.substituteTarget',
+	'default._validate.settings', 'default._validate.sync', 'default._validate.tunnel',
+	'default.action', 'default.collect', 'default.init', 'default.prepare',
+	'default.direct.action', 'default.direct.collect', 'default.direct.full',
+	'default.direct.init', 'default.direct.prepare',
+	'default.rsync.action', 'default.rsync.full', 'default.rsync.init', 'default.rsync.prepare',
+	'default.rsyncssh.action', 'default.rsyncssh.collect', 'default.rsyncssh.prepare',
+	'dump', 'log', 'now', 'readdir', 'settings', 'spawn', 'spawnShell', 'substitudeCommands',
+	'sync', 'tunnel',
+	'lsyncd._getEventsExcept', 'lsyncd._includeList', 'lsyncd.dump', 'lsyncd.exec',
+	'lsyncd.file_type', 'lsyncd.get_file_size', 'lsyncd.get_free_port',
+	'lsyncd.get_process_info', 'lsyncd.is_symlink', 'lsyncd.log', 'lsyncd.now',
+	'lsyncd.readdir', 'lsyncd.realdir', 'lsyncd.splitQuotedString',
+}
+
+local std = {
+	assert = true, collectgarbage = true, dofile = true, error = true, getmetatable = true,
+	ipairs = true, load = true, loadfile = true, next = true, pairs = true, pcall = true,
+	print = true, rawequal = true, rawget = true, rawlen = true, rawset = true, require = true,
+	select = true, setmetatable = true, tonumber = true, tostring = true, type = true,
+	xpcall = true, warn = true,
+}
+
+-- name -> function, as the fuzz test finds them.
+local function registered()
+	local found = {}
+	for name, f in pairs(_G) do
+		if type(f) == 'function' and not std[name] then found[name] = f end
+	end
+	for name, f in pairs(lsyncd) do
+		if type(f) == 'function' then found['lsyncd.' .. name] = f end
+	end
+	for name, v in pairs(default) do
+		if type(v) == 'function' then
+			found['default.' .. name] = v
+		elseif type(v) == 'table' and type(name) == 'string' then
+			for n2, f in pairs(v) do
+				if type(f) == 'function' then found['default.' .. name .. '.' .. n2] = f end
+			end
+		end
+	end
+	return found
+end
+
+local function audit()
+	local listed = {}
+	for name in pairs(NUMERIC) do listed[name] = true end
+	for _, name in ipairs(NO_NUMBER) do listed[name] = true end
+	local found = registered()
+	local unlisted = {}
+	for name in pairs(found) do
+		if not listed[name] then unlisted[#unlisted + 1] = name end
+	end
+	table.sort(unlisted)
+	local invalid = {
+		0/0, math.huge, -math.huge, 2^63, -2^64, 1e308, 1.5, -0.5, '1.5', 'x', {}, true,
+	}
+	local any = { -1, 0, math.maxinteger, math.mininteger, 2^53, -2^31 }
+	for _, v in ipairs(invalid) do any[#any + 1] = v end
+	local child = lsyncd.exec('/bin/sleep', '60')
+	local calls, unnamed = 0, {}
+	local names = {}
+	for name in pairs(NUMERIC) do names[#names + 1] = name end
+	table.sort(names)
+	for _, name in ipairs(names) do
+		local spec, f = NUMERIC[name], found[name]
+		for _, pos in ipairs(spec) do
+			for _, v in ipairs(spec.invalid and invalid or any) do
+				-- the other arguments valid: kill's pid a child of ours, signal 0
+				local args = { [1] = child, [2] = 0 }
+				if name ~= 'lsyncd.kill' then args = { now() + 3600, function() end } end
+				if name:find('observe') then args = { 0, function() end } end
+				args[pos] = v
+				local ok, err = pcall(f, args[1], args[2])
+				calls = calls + 1
+				if not ok and not tostring(err):find(spec.name, 1, true) then
+					unnamed[#unnamed + 1] = name .. '(' .. tostring(v) .. '): ' .. tostring(err)
+				end
+			end
+		end
+	end
+	for fd = 0, 3 do pcall(nonobservefd, fd) end
+	lsyncd.kill(child, 9)
+	log('Normal', 'numeric audit: ', calls, ' calls; unlisted: [', table.concat(unlisted, ', '),
+		']; unnamed: [', table.concat(unnamed, ' | '), ']')
+end
+
+alarm(now() + 1, audit)
+"#;
+
+/// The table above covers every registered API function (a new one fails here until it is
+/// listed), and every numeric argument out of range or of the wrong kind (NaN, infinities,
+/// huge, negative, fractions, strings, tables) is an error naming the function.
+#[test]
+fn every_api_function_is_listed_and_bad_numbers_are_errors_naming_it() {
+    let (dir, mut d, line) = run_and_report(NUMERIC, "numeric audit: ");
+    let log = d.log();
+    assert!(
+        line.contains("unlisted: []"),
+        "API functions missing from the table: {line}"
+    );
+    assert!(
+        line.contains("unnamed: []"),
+        "errors not naming their function: {line}"
+    );
+    let calls: usize = line
+        .split("numeric audit: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(calls >= 100, "{line}");
+    assert!(d.try_exit().is_none(), "daemon ended\n{log}");
+    dir.write("src/after-audit", "still syncing\n");
+    d.wait_for("a sync after the audit", || dir.exists("dst/after-audit"));
     eprintln!("{line}");
 }

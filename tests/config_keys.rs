@@ -175,3 +175,116 @@ fn valid_values_of_the_same_keys_still_load() {
     let r = run(&dir, &["-t", cfg.to_str().expect("utf8")]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+/// Every numeric key: (statement template with `V` for the value, key, integer only, largest
+/// accepted value: `None` for any finite one, `Some(inf)` where math.huge means "for ever").
+fn numeric_keys() -> Vec<(String, &'static str, bool, Option<f64>)> {
+    let settings = |k: &str| format!("settings{{ {k} = V }}");
+    let rsync = |kv: &str| format!("{RSYNC}{kv} }}");
+    let tunnel = |k: &str| format!("tunnel{{ command = {{ 'true' }}, {k} = V }}");
+    vec![
+        (settings("statusInterval"), "statusInterval", false, None),
+        (settings("maxProcesses"), "maxProcesses", true, None),
+        (settings("maxDelays"), "maxDelays", true, None),
+        (
+            settings("maxBackoff"),
+            "maxBackoff",
+            false,
+            Some(31_536_000.0),
+        ),
+        (settings("maxPending"), "maxPending", true, None),
+        (
+            settings("stopGrace"),
+            "stopGrace",
+            false,
+            Some(f64::INFINITY),
+        ),
+        (rsync("delay = V"), "delay", false, None),
+        (rsync("maxDelays = V"), "maxDelays", true, None),
+        (rsync("maxProcesses = V"), "maxProcesses", true, None),
+        (rsync("batchSizeLimit = V"), "batchSizeLimit", false, None),
+        (
+            rsync("rsync = { timeout = V }"),
+            "rsync.timeout",
+            true,
+            Some(2_147_483_647.0),
+        ),
+        (
+            format!("{SSH}ssh = {{ port = V }} }}"),
+            "ssh.port",
+            true,
+            Some(65_535.0),
+        ),
+        (tunnel("parallel"), "parallel", true, Some(1000.0)),
+        (tunnel("retryDelay"), "retryDelay", false, None),
+        (tunnel("readyDelay"), "readyDelay", false, None),
+        (tunnel("checkMaxFailed"), "checkMaxFailed", true, None),
+    ]
+}
+
+/// NaN, infinities, negative, fractional, out-of-range and wrong-typed values of every numeric
+/// key are refused naming the key; what is accepted (huge finite values of unbounded keys)
+/// must load without a panic.
+#[test]
+fn every_numeric_key_refuses_nan_infinities_negatives_fractions_and_wrong_types() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (template, key, integer, max) in numeric_keys() {
+        let values: Vec<(&str, bool)> = vec![
+            ("0/0", false),
+            ("-math.huge", false),
+            ("-1", false),
+            ("-0.5", false),
+            ("{}", false),
+            ("true", false),
+            ("1.5", !integer && max.is_none_or(|m| m >= 1.5)),
+            ("math.huge", max == Some(f64::INFINITY)),
+            ("2^63", max.is_none_or(|m| m >= 2f64.powi(63))),
+            ("1e300", max.is_none_or(|m| m >= 1e300)),
+            ("7", true),
+            ("'x'", false),
+        ];
+        for (value, accepted) in values {
+            n += 1;
+            let stmt = template.replace('V', value);
+            let plain = "sync{ default.rsync, source = 'src', target = 'dst' }";
+            let cfg = dir.config(&format!("n{n}.lua"), &format!("{stmt}\n{plain}\n"));
+            let r = run(&dir, &["-t", cfg.to_str().expect("utf8")]);
+            let named = format!("\"{key}\" must be ");
+            let ok = if accepted {
+                r.code == 0
+            } else {
+                r.code == 255 && r.stderr.contains(&named)
+            };
+            if !ok || r.stderr.contains("panicked") {
+                failures.push(format!("{stmt}: want accepted = {accepted}\n{r:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The largest values a config may give (huge delays, counts and intervals) run without a
+/// panic or an overflow: the daemon syncs with its other sync and stops on TERM.
+#[test]
+fn huge_accepted_numbers_run_without_a_panic() {
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    let cfg = dir.config(
+        "huge.lua",
+        "settings{ statusInterval = 1e300, maxProcesses = 2^63, maxDelays = 2^63, \
+         maxBackoff = 31536000, maxPending = 2^63, stopGrace = 1e300, statusFile = 'status' }\n\
+         sync{ default.rsync, source = 'src', target = 'dst', delay = 0, maxDelays = 2^63, \
+         maxProcesses = 2^63, batchSizeLimit = 1e300 }\n\
+         sync{ default.rsync, source = 'src', target = 'dst2', delay = 1e300 }\n",
+    );
+    let mut d = crate::util::Daemon::config(&dir, &cfg, &[] as &[&str]);
+    d.wait_for("the startup transfer", || dir.exists("dst2"));
+    dir.write("src/f", "x\n");
+    d.wait_for("a change synced", || dir.exists("dst/f"));
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    assert_eq!(d.terminate(), 143, "{}", d.log());
+}
