@@ -70,31 +70,37 @@ impl InotifyMode {
     }
 }
 
-/// A sub-directory `inotify_add_watch` refused. Gone (`ENOENT`) or no longer a directory
-/// (`ENOTDIR`) since it was listed is normal churn, logged under `Inotify`; anything else
-/// (`EACCES`, `ELOOP`, ...) is a warning: its changes are not seen until it is touched again.
+/// A sub-directory `inotify_add_watch` refused, logged under [`not_watched_category`].
 fn log_not_watched(path: &[u8], e: &io::Error) {
+    let category = not_watched_category(e);
+    crate::log::with(category, || {
+        not_watched_message(path, e, category == b"Inotify")
+    });
+}
+
+/// Gone (`ENOENT`) or no longer a directory (`ENOTDIR`) since it was listed is normal churn,
+/// logged under `Inotify`; anything else (`EACCES`, `ELOOP`, ...) is a warning, as its changes
+/// are not seen until it is touched again.
+fn not_watched_category(e: &io::Error) -> &'static [u8] {
     match e.raw_os_error() {
-        Some(libc::ENOENT | libc::ENOTDIR) => crate::log::with(b"Inotify", || {
-            [
-                b"not watching ".as_slice(),
-                path,
-                b": ",
-                e.to_string().as_bytes(),
-            ]
-            .concat()
-        }),
-        _ => crate::log::log(b"Warn", &not_watched_message(path, e)),
+        Some(libc::ENOENT | libc::ENOTDIR) => b"Inotify",
+        _ => b"Warn",
     }
 }
 
-fn not_watched_message(path: &[u8], e: &io::Error) -> Vec<u8> {
+fn not_watched_message(path: &[u8], e: &io::Error, churn: bool) -> Vec<u8> {
+    let then: &[u8] = if churn {
+        b""
+    } else {
+        b"; its changes are seen once it can be watched and is touched again (e.g. chmod)"
+    };
+    let reason = e.to_string();
     [
         b"Cannot watch ".as_slice(),
         path,
         b": ",
-        e.to_string().as_bytes(),
-        b"; its changes are seen once it can be watched and is touched again (e.g. chmod)",
+        reason.as_bytes(),
+        then,
     ]
     .concat()
 }
@@ -1228,11 +1234,27 @@ mod tests {
 
     #[test]
     fn a_sub_directory_that_cannot_be_watched_is_skipped_with_the_reason() {
-        let e = io::Error::from_raw_os_error(libc::EACCES);
+        let err = io::Error::from_raw_os_error;
+        let e = err(libc::EACCES);
         assert_eq!(
-            not_watched_message(b"/s/caf\xe9/", &e),
+            not_watched_message(b"/s/caf\xe9/", &e, false),
             b"Cannot watch /s/caf\xe9/: Permission denied (os error 13); its changes are seen \
               once it can be watched and is touched again (e.g. chmod)"
+        );
+        // Warnings, except for a directory that went away or was replaced since its listing.
+        for (errno, category) in [
+            (libc::EACCES, &b"Warn"[..]),
+            (libc::ELOOP, b"Warn"),
+            (libc::EPERM, b"Warn"),
+            (libc::ENOENT, b"Inotify"),
+            (libc::ENOTDIR, b"Inotify"),
+        ] {
+            assert_eq!(not_watched_category(&err(errno)), category, "errno {errno}");
+        }
+        let gone = not_watched_message(b"/s/d/", &err(libc::ENOENT), true);
+        assert_eq!(
+            gone,
+            b"Cannot watch /s/d/: No such file or directory (os error 2)"
         );
         // A sub-directory gone between readdir and add_watch is skipped, the walk goes on.
         let mut f = Fixture::with_tree(InotifyMode::CloseWrite, &[b"a"]);
