@@ -249,6 +249,9 @@ pub(crate) fn render(core: &Core, watcher: &Monitors, tunnel_section: &[u8]) -> 
         out.extend_from_slice(b" source=");
         out.extend_from_slice(&s.source);
         out.push(b'\n');
+        if s.source_gone {
+            out.extend_from_slice(b"State: source directory gone; no transfer until it is back\n");
+        }
         if s.backoff.state() != crate::retry::State::Ok {
             // Only while failing, so that the layout of a healthy report stays upstream's.
             out.extend_from_slice(

@@ -15,8 +15,9 @@ fn config(dir: &TestDir) -> PathBuf {
     dir.config(
         "watch.lua",
         &format!(
-            "settings {{ maxBackoff = 2 }}\n\
+            "settings {{ maxBackoff = 2, statusFile = {}, statusInterval = 1 }}\n\
              sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
+            lua_str(dir.path_str("status")),
             lua_str(dir.path_str("src")),
             lua_str(dir.path_str("dst")),
         ),
@@ -69,6 +70,11 @@ fn source_moved_away_and_back_gets_a_full_transfer_and_the_target_is_kept() {
     // Created while the source is away: no event can tell of it.
     dir.write("away/sub/meanwhile", "m\n");
     dir.write("away/new", "n\n");
+    let gone = "State: source directory gone; no transfer until it is back";
+    d.wait_for("the status file saying so", || {
+        dir.read("status")
+            .is_some_and(|s| String::from_utf8_lossy(&s).contains(gone))
+    });
     // Nothing ran against the target meanwhile: it still holds what it had.
     assert_eq!(dir.read("dst/sub/a").as_deref(), Some(&b"a\n"[..]));
     dir.rename("away", "src");
