@@ -2,8 +2,8 @@
 //! node in the source (at startup and created while running) never blocks the sync: it is
 //! created as the same special file when the sync's rsync copies such files (`archive`), else
 //! skipped with a log line; later changes still sync and TERM completes. A child that ignores
-//! TERM is killed after `settings{ stopGrace }` and the daemon exits with its normal code,
-//! leaving no pidfile and no child behind.
+//! TERM is killed after `settings{ stopGrace }` (on TERM, INT and a HUP restart); the daemon
+//! then exits with its normal code, leaving no pidfile and no child behind, or restarts.
 //!
 //! Device nodes need root (mknod), as the whole suite has in CI.
 
@@ -131,8 +131,9 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn child_ignoring_term_is_killed_after_the_grace_period(signal: &str, code: i32) {
-    let dir = TestDir::new();
+/// A daemon with `stopGrace = 1` and a pidfile whose rsync is a script that ignores TERM and
+/// INT and never ends; returns it once the script runs, with the script's pid file.
+fn daemon_with_a_stubborn_child(dir: &TestDir) -> (Daemon, std::path::PathBuf) {
     dir.mkdir("src");
     let stubborn = dir.path("stubborn");
     let pidof = dir.path("stubborn.pid");
@@ -145,26 +146,37 @@ fn child_ignoring_term_is_killed_after_the_grace_period(signal: &str, code: i32)
     )
     .expect("write");
     fs::set_permissions(&stubborn, fs::Permissions::from_mode(0o755)).expect("chmod");
-    let pidfile = dir.path("lsyncd.pid");
     let cfg = dir.config(
         "stubborn.lua",
         &format!(
             "settings {{ stopGrace = 1, pidfile = {} }}\n\
              sync {{ default.rsync, source = 'src', target = 'dst',\n\
                      rsync = {{ binary = {} }} }}\n",
-            lua_str(pidfile.to_str().expect("UTF-8")),
+            lua_str(dir.path_str("lsyncd.pid")),
             lua_str(stubborn.to_str().expect("UTF-8"))
         ),
     );
-    let mut d = Daemon::config(&dir, &cfg, &[] as &[&str]);
+    let mut d = Daemon::config(dir, &cfg, &[] as &[&str]);
     d.wait_for("the stubborn child", || {
         fs::read_to_string(&pidof).is_ok_and(|s| s.ends_with('\n'))
     });
-    let child: u32 = fs::read_to_string(&pidof)
+    (d, pidof)
+}
+
+/// The pid the stubborn script wrote.
+fn stubborn_pid(pidof: &Path) -> u32 {
+    fs::read_to_string(pidof)
         .expect("pid")
         .trim()
         .parse()
-        .expect("pid");
+        .expect("pid")
+}
+
+fn child_ignoring_term_is_killed_after_the_grace_period(signal: &str, code: i32) {
+    let dir = TestDir::new();
+    let (mut d, pidof) = daemon_with_a_stubborn_child(&dir);
+    let child = stubborn_pid(&pidof);
+    let pidfile = dir.path("lsyncd.pid");
     assert!(pidfile.exists(), "{}", d.log());
     d.signal(signal);
     // 1 s of grace, 3 s between TERM and KILL, and slack for a loaded machine.
@@ -188,4 +200,33 @@ fn a_child_ignoring_term_does_not_keep_the_daemon_from_exiting_on_term() {
 #[test]
 fn a_child_ignoring_int_does_not_keep_the_daemon_from_exiting_on_int() {
     child_ignoring_term_is_killed_after_the_grace_period("INT", 130);
+}
+
+/// A restart (HUP) waits at most the grace period too, then the sync starts anew.
+#[test]
+fn a_child_ignoring_term_does_not_keep_a_hup_restart_waiting() {
+    let dir = TestDir::new();
+    let (mut d, pidof) = daemon_with_a_stubborn_child(&dir);
+    let first = stubborn_pid(&pidof);
+    fs::remove_file(&pidof).expect("rm");
+    d.signal("HUP");
+    d.wait_log("sending SIGKILL");
+    d.wait_for("the restarted sync's child", || {
+        fs::read_to_string(&pidof).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let second = stubborn_pid(&pidof);
+    assert_ne!(first, second);
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(first)),
+        "child {first} still alive\n{}",
+        d.log()
+    );
+    assert_eq!(d.wait_exit(Duration::ZERO), None, "{}", d.log());
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(TIMEOUT), Some(143), "{}", d.log());
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(second)),
+        "child {second} still alive\n{}",
+        d.log()
+    );
 }
