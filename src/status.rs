@@ -271,7 +271,7 @@ pub(crate) fn render(core: &Core, watcher: &Monitors, tunnel_section: &[u8]) -> 
         out.extend_from_slice(format!("There are {} delays\n", s.delays.len()).as_bytes());
         for (_, d) in s.delays.iter() {
             out.extend_from_slice(format!("{:<7}", d.status.as_str()).as_bytes());
-            out.extend_from_slice(&describe_delay(d));
+            out.extend_from_slice(&describe_delay(&d));
             out.push(b'\n');
         }
         out.extend_from_slice(b"Filtering:\n");

@@ -825,7 +825,7 @@ pub(crate) fn include_list(delays: &DelayList, dids: &[DelayId]) -> Vec<Vec<u8>>
     for id in dids {
         let Some(d) = delays.get(*id) else { continue };
         let dir_delete = d.kind == DelayKind::Delete && d.path.ends_with(b"/");
-        push(&d.path, dir_delete, &mut list);
+        push(d.path, dir_delete, &mut list);
         if let Some(p2) = &d.path2 {
             push(p2, false, &mut list);
         }
@@ -854,7 +854,7 @@ fn log_pushed(
     // The Delay log names other delays as `ETYPE: PATH` (the status file as `ETYPE PATH`).
     let describe = |id: &DelayId| -> Vec<u8> {
         match list.get(*id) {
-            Some(d) => [format!("{}: ", d.kind.as_lua_str()).as_bytes(), &d.path].concat(),
+            Some(d) => [format!("{}: ", d.kind.as_lua_str()).as_bytes(), d.path].concat(),
             None => Vec::new(),
         }
     };
@@ -879,7 +879,7 @@ fn log_pushed(
 /// `ETYPE PATH[ -> PATH2]`, as in the Delay log and the status file.
 pub(crate) fn describe_delay(d: &Delay) -> Vec<u8> {
     let mut v = format!("{} ", d.kind.as_lua_str()).into_bytes();
-    v.extend_from_slice(&d.path);
+    v.extend_from_slice(d.path);
     if let Some(p2) = &d.path2 {
         v.extend_from_slice(b" -> ");
         v.extend_from_slice(p2);

@@ -593,6 +593,70 @@ pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Test builds: the global allocator counts, per thread, the heap this thread holds, in the
+/// chunk sizes glibc's malloc hands out (request plus an 8-byte header, rounded up to 16, at
+/// least 32), so a test can assert what a data structure costs (see `delay`'s memory test).
+#[cfg(test)]
+pub(crate) mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static HELD: Cell<isize> = const { Cell::new(0) };
+    }
+
+    struct Counting;
+
+    fn chunk(size: usize) -> isize {
+        ((size + 8 + 15) & !15).max(32) as isize
+    }
+
+    fn count(delta: isize) {
+        // A const-initialized Cell has no destructor: usable until the thread ends.
+        let _ = HELD.try_with(|h| h.set(h.get() + delta));
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
+    // `GlobalAlloc` contract; the counting touches only a thread-local integer and never
+    // allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count(chunk(layout.size()));
+            // SAFETY: the caller's contract for `alloc` is passed on unchanged.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            count(-chunk(layout.size()));
+            // SAFETY: `ptr` came from `System` with this `layout` (every allocation does).
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            count(chunk(layout.size()));
+            // SAFETY: the caller's contract for `alloc_zeroed` is passed on unchanged.
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            count(chunk(new_size) - chunk(layout.size()));
+            // SAFETY: `ptr` came from `System` with `layout`; the caller guarantees
+            // `new_size` is valid for it.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    /// Bytes of heap the calling thread holds now, counted as malloc chunks (allocations of
+    /// other threads are not seen; memory freed by another thread than its allocator's
+    /// counts there).
+    pub(crate) fn held() -> isize {
+        HELD.with(Cell::get)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,15 @@ pub(crate) fn w2b_daemon(
         &m,
         "  delay = 600,\n  maxDelays = 1000000,\n",
     )?;
+    if side == Side::Ours {
+        // Ours collapses more than `maxPending` (default 100 000) pending changes into one
+        // Full transfer; this workload measures them held.
+        let text = std::fs::read_to_string(&conf).map_err(|e| format!("read config: {e}"))?;
+        write_file(
+            &conf,
+            format!("settings {{ maxPending = 10000000 }}\n{text}").as_bytes(),
+        )?;
+    }
     let mut d = Daemon::start(cx.bin(side), &conf, &run.path().join("daemon.log"))?;
     let timeout = cx.o.sizes.busy_timeout;
     let r = (|| {

@@ -1,18 +1,18 @@
-//! The indexes of a delay list: the path tree `combine` is answered from, the alarm index
-//! the Sync alarm is read from, and the queue order over a slab of delays (see the parent
-//! module's doc for why each exists).
+//! The path tree of a delay list: one node per path that a queued delay has, or that lies
+//! above one, each holding the positions of its own delays by role and a multiset of its
+//! children's newest positions, so `combine` is answered from O(depth) nodes (see the parent
+//! module's doc). The nodes also store the paths the delays refer to.
 //!
-//! Owns: these data structures and keeping them consistent. Must not touch: the combine rules
-//! and the queue's policy (the parent module), I/O, clocks, Lua.
+//! Owns: [`PathTree`], [`Node`], [`Role`] and keeping the aggregates consistent. Must not
+//! touch: the combine rules, the queue and its policy (the parent module), I/O, clocks, Lua.
 
-use hashbrown::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
-#[cfg(test)]
-use std::ops::Bound::{Excluded, Unbounded};
+use hashbrown::{DefaultHashBuilder, HashTable};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::rc::Rc;
-use std::time::Instant;
 
-use super::{Delay, Pos, Status};
+use super::queue::{NodeRef, Pos};
 
 /// The role a path plays for a delay; one position list per role in a path node.
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
@@ -29,121 +29,191 @@ pub(super) enum Role {
 
 pub(super) const ROLES: [Role; 4] = [Role::Delete, Role::Other, Role::MoveFrom, Role::MoveTo];
 
-/// Positions of the delays having exactly one path, per [`Role`]. Nearly every path has one
-/// or two delays (a written file: `Create` then `Modify`), which are stored inline; only a path
-/// shared by more pays for per-role lists.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub(super) enum Own {
-    #[default]
-    Empty,
-    One(Pos, Role),
-    /// Two delays, ascending by position.
-    Two([(Pos, Role); 2]),
-    /// Ascending positions, indexed by `Role as usize`.
-    Many(Box<[Vec<Pos>; 4]>),
+/// A position with its role in one word: `pos << 2 | role`.
+#[derive(Copy, Clone, Eq, PartialEq, Debug)]
+struct Packed(NonZeroU64);
+
+impl Packed {
+    fn new(pos: Pos, role: Role) -> Packed {
+        debug_assert!(pos.get() < 1 << 62, "invariant: positions stay below 2^62");
+        Packed(NonZeroU64::new(pos.get() << 2 | role as u64).expect("invariant: non-zero"))
+    }
+
+    fn pos(self) -> Pos {
+        Pos::new(self.0.get() >> 2).expect("invariant: packed positions are non-zero")
+    }
+
+    fn role(self) -> Role {
+        ROLES[(self.0.get() & 3) as usize]
+    }
 }
 
-impl Own {
-    pub(super) fn insert(&mut self, role: Role, pos: Pos) {
-        match self {
-            Own::Empty => *self = Own::One(pos, role),
-            Own::One(p, r) => {
-                let (a, b) = ((*p, *r), (pos, role));
-                *self = Own::Two(if a.0 < b.0 { [a, b] } else { [b, a] });
+/// What only some nodes need: children (directories) or more than two own delays.
+#[derive(Default, Debug)]
+struct Extra {
+    /// Multiset (position → count) of the newest position at or below each child node.
+    children: BTreeMap<Pos, u32>,
+    /// Own positions, ascending, indexed by `Role as usize`, once a path has more than two
+    /// delays (then `Node::own` is empty).
+    many: Option<Box<[Vec<Pos>; 4]>>,
+}
+
+/// One path of the tree. Exists exactly while some delay has this path or a path below it.
+/// Nearly every path has one or two delays (a written file: `Create` then `Modify`), kept
+/// inline; 40 bytes.
+#[derive(Debug)]
+pub(super) struct Node {
+    pub(super) path: Rc<[u8]>,
+    /// Up to two own delays, ascending by position (`None` after the used ones).
+    own: [Option<Packed>; 2],
+    extra: Option<Box<Extra>>,
+}
+
+impl Node {
+    fn many(&self) -> Option<&[Vec<Pos>; 4]> {
+        self.extra.as_ref().and_then(|e| e.many.as_deref())
+    }
+
+    fn insert(&mut self, role: Role, pos: Pos) {
+        let new = Packed::new(pos, role);
+        if let Some(lists) = self.extra.as_mut().and_then(|e| e.many.as_mut()) {
+            let list = &mut lists[role as usize];
+            let at = list.partition_point(|&x| x < pos);
+            list.insert(at, pos);
+            return;
+        }
+        match self.own {
+            [None, _] => self.own = [Some(new), None],
+            [Some(a), None] => {
+                self.own = if a.pos() < pos {
+                    [Some(a), Some(new)]
+                } else {
+                    [Some(new), Some(a)]
+                };
             }
-            Own::Two(v) => {
+            [Some(a), Some(b)] => {
                 let mut lists: Box<[Vec<Pos>; 4]> = Box::default();
-                for &(p, r) in v.iter() {
-                    lists[r as usize].push(p);
+                for p in [a, b, new] {
+                    lists[p.role() as usize].push(p.pos());
                 }
-                *self = Own::Many(lists);
-                self.insert(role, pos);
-            }
-            Own::Many(lists) => {
-                let list = &mut lists[role as usize];
-                let at = list.partition_point(|&x| x < pos);
-                list.insert(at, pos);
+                for l in lists.iter_mut() {
+                    l.sort_unstable();
+                }
+                self.own = [None, None];
+                self.extra.get_or_insert_default().many = Some(lists);
             }
         }
     }
 
-    pub(super) fn remove(&mut self, role: Role, pos: Pos) {
-        match self {
-            Own::One(p, r) if *p == pos && *r == role => *self = Own::Empty,
-            Own::Two([a, b]) if *a == (pos, role) => *self = Own::One(b.0, b.1),
-            Own::Two([a, b]) if *b == (pos, role) => *self = Own::One(a.0, a.1),
-            Own::Many(lists) => {
-                let list = &mut lists[role as usize];
-                let Ok(at) = list.binary_search(&pos) else {
-                    debug_assert!(false, "invariant: removing an unindexed delay");
-                    return;
-                };
-                list.remove(at);
-                if list.capacity() > 4 && list.len() * 4 <= list.capacity() {
-                    list.shrink_to_fit();
-                }
-                let left: usize = lists.iter().map(Vec::len).sum();
-                if left <= 2 {
-                    let mut rest: Vec<(Pos, Role)> = ROLES
-                        .iter()
-                        .flat_map(|&r| lists[r as usize].iter().map(move |&p| (p, r)))
-                        .collect();
-                    rest.sort_unstable_by_key(|&(p, _)| p);
-                    *self = match rest[..] {
-                        [] => Own::Empty,
-                        [(p, r)] => Own::One(p, r),
-                        [a, b] => Own::Two([a, b]),
-                        _ => unreachable!("at most two left"),
-                    };
-                }
+    fn remove(&mut self, role: Role, pos: Pos) {
+        let gone = Some(Packed::new(pos, role));
+        let Some(extra) = self.extra.as_mut().filter(|e| e.many.is_some()) else {
+            match self.own {
+                [a, b] if a == gone => self.own = [b, None],
+                [a, b] if b == gone => self.own = [a, None],
+                _ => debug_assert!(false, "invariant: removing an unindexed delay"),
             }
-            _ => debug_assert!(false, "invariant: removing an unindexed delay"),
+            return;
+        };
+        let lists = extra.many.as_mut().expect("checked above");
+        let list = &mut lists[role as usize];
+        let Ok(at) = list.binary_search(&pos) else {
+            debug_assert!(false, "invariant: removing an unindexed delay");
+            return;
+        };
+        list.remove(at);
+        if list.capacity() > 4 && list.len() * 4 <= list.capacity() {
+            list.shrink_to_fit();
+        }
+        if lists.iter().map(Vec::len).sum::<usize>() <= 2 {
+            let mut rest: Vec<Packed> = ROLES
+                .iter()
+                .flat_map(|&r| lists[r as usize].iter().map(move |&p| Packed::new(p, r)))
+                .collect();
+            rest.sort_unstable_by_key(|p| p.pos());
+            extra.many = None;
+            self.own = [rest.first().copied(), rest.get(1).copied()];
+        }
+        if self
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.children.is_empty() && e.many.is_none())
+        {
+            self.extra = None;
         }
     }
 
     pub(super) fn newest_of(&self, role: Role) -> Option<Pos> {
-        match self {
-            Own::Empty => None,
-            Own::One(p, r) => (*r == role).then_some(*p),
-            Own::Two(v) => v.iter().rev().find(|&&(_, r)| r == role).map(|&(p, _)| p),
-            Own::Many(lists) => lists[role as usize].last().copied(),
+        if let Some(lists) = self.many() {
+            return lists[role as usize].last().copied();
         }
+        self.own
+            .iter()
+            .rev()
+            .flatten()
+            .find(|p| p.role() == role)
+            .map(|p| p.pos())
     }
 
-    pub(super) fn newest(&self) -> Option<Pos> {
-        match self {
-            Own::Empty => None,
-            Own::One(p, _) => Some(*p),
-            Own::Two([_, b]) => Some(b.0),
-            Own::Many(lists) => lists.iter().filter_map(|l| l.last().copied()).max(),
-        }
-    }
-}
-
-/// One path of the path tree. Exists exactly while some delay has this path or a path below it.
-#[derive(Default, Debug, PartialEq, Eq)]
-pub(super) struct Node {
-    pub(super) own: Own,
-    /// Multiset (position → count) of the `newest` value of every child node. Directories
-    /// only: a file path never has children, so the box keeps file nodes 16 bytes smaller.
-    #[allow(clippy::box_collection)]
-    pub(super) children: Option<Box<BTreeMap<Pos, u32>>>,
-    /// Newest position at or below this path: max of `own` and `children`.
-    pub(super) newest: Option<Pos>,
-}
-
-impl Node {
     pub(super) fn own_newest(&self) -> Option<Pos> {
-        self.own.newest()
+        if let Some(lists) = self.many() {
+            return lists.iter().filter_map(|l| l.last().copied()).max();
+        }
+        self.own.iter().rev().flatten().next().map(|p| p.pos())
     }
 
-    pub(super) fn compute_newest(&self) -> Option<Pos> {
+    /// Newest position at or below this path.
+    pub(super) fn newest(&self) -> Option<Pos> {
         let below = self
-            .children
+            .extra
             .as_ref()
-            .and_then(|c| c.last_key_value())
+            .and_then(|e| e.children.last_key_value())
             .map(|(&p, _)| p);
-        self.own.newest().max(below)
+        self.own_newest().max(below)
+    }
+
+    fn count_child(&mut self, pos: Pos, add: bool) {
+        if add {
+            let extra = self.extra.get_or_insert_default();
+            *extra.children.entry(pos).or_insert(0) += 1;
+            return;
+        }
+        let Some(extra) = self.extra.as_mut() else {
+            debug_assert!(false, "invariant: a child's newest is counted");
+            return;
+        };
+        if let Some(count) = extra.children.get_mut(&pos) {
+            *count -= 1;
+            if *count == 0 {
+                extra.children.remove(&pos);
+            }
+        }
+        if extra.children.is_empty() && extra.many.is_none() {
+            self.extra = None;
+        }
+    }
+
+    fn is_unused(&self) -> bool {
+        self.own[0].is_none() && self.extra.is_none()
+    }
+
+    /// Own positions with roles, ascending by position (tests only).
+    #[cfg(test)]
+    fn own_list(&self) -> Vec<(Pos, u8)> {
+        let mut v: Vec<(Pos, u8)> = match self.many() {
+            Some(lists) => ROLES
+                .iter()
+                .flat_map(|&r| lists[r as usize].iter().map(move |&p| (p, r as u8)))
+                .collect(),
+            None => self
+                .own
+                .iter()
+                .flatten()
+                .map(|p| (p.pos(), p.role() as u8))
+                .collect(),
+        };
+        v.sort_unstable();
+        v
     }
 }
 
@@ -156,216 +226,179 @@ pub(super) fn parent_of(path: &[u8]) -> Option<&[u8]> {
     Some(&path[..=slash])
 }
 
+/// A node's own positions with roles and its children multiset (tests only).
+#[cfg(test)]
+type NodeSummary = (Vec<(Pos, u8)>, Vec<(Pos, u32)>);
+
+/// The nodes in a slab (a delay refers to its path by slot, 4 bytes instead of a 16-byte
+/// shared pointer), found by path through a table of slot numbers.
 #[derive(Default, Debug)]
 pub(super) struct PathTree {
-    pub(super) nodes: HashMap<Rc<[u8]>, Node>,
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
 }
 
 impl PathTree {
+    fn find(&self, path: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(path);
+        self.index
+            .find(hash, |&i| self.slot(i).path[..] == *path)
+            .copied()
+    }
+
+    fn slot(&self, i: u32) -> &Node {
+        self.nodes[i as usize]
+            .as_ref()
+            .expect("invariant: indexed node slot is filled")
+    }
+
+    fn slot_mut(&mut self, i: u32) -> &mut Node {
+        self.nodes[i as usize]
+            .as_mut()
+            .expect("invariant: indexed node slot is filled")
+    }
+
     pub(super) fn get(&self, path: &[u8]) -> Option<&Node> {
-        self.nodes.get(path)
+        self.find(path).map(|i| self.slot(i))
     }
 
-    /// Adds or removes `pos` in the `role` list of `path`, then fixes the aggregates of the
-    /// ancestors: O(depth · log n), stopping as soon as an ancestor's newest is unchanged.
-    /// The tree's own copy of `path` when it has a node for it, so that every delay of one path
-    /// shares one allocation (a written file has a `Create` and a `Modify`).
-    pub(super) fn intern(&self, path: Rc<[u8]>) -> Rc<[u8]> {
-        match self.nodes.get_key_value(&path[..]) {
-            Some((key, _)) => key.clone(),
-            None => path,
-        }
-    }
-
-    pub(super) fn update(&mut self, key: &Rc<[u8]>, role: Role, pos: Pos, add: bool) {
-        let path: &[u8] = key;
-        let node = self.nodes.entry(key.clone()).or_default();
-        if add {
-            node.own.insert(role, pos);
-        } else {
-            node.own.remove(role, pos);
-        }
-        let mut old = node.newest;
-        let mut new = node.compute_newest();
-        node.newest = new;
-        if new.is_none() {
-            self.nodes.remove(path);
-        }
-        let mut child = path;
-        while old != new {
-            let Some(parent) = parent_of(child) else {
-                break;
-            };
-            let node = self.nodes.entry_ref(parent).or_default();
-            if let (Some(o), Some(children)) = (old, node.children.as_mut()) {
-                if let Some(count) = children.get_mut(&o) {
-                    *count -= 1;
-                    if *count == 0 {
-                        children.remove(&o);
-                    }
-                }
-                if children.is_empty() {
-                    node.children = None;
-                }
-            }
-            if let Some(n) = new {
-                *node.children.get_or_insert_default().entry(n).or_insert(0) += 1;
-            }
-            old = node.newest;
-            new = node.compute_newest();
-            node.newest = new;
-            if new.is_none() {
-                self.nodes.remove(parent);
-            }
-            child = parent;
-        }
-    }
-}
-
-/// The alarms the scheduler asks about (SPEC §4.6 "Sync alarm"): `wait` delays by queue
-/// position, and the timed delays that are not `wait` (active, blocked) by alarm, since the
-/// scheduler's scan also stops at those.
-#[derive(Default, Debug)]
-pub(super) struct AlarmIndex {
-    pub(super) wait: BTreeMap<Pos, Option<Instant>>,
-    pub(super) held: BTreeSet<(Instant, Pos)>,
-}
-
-impl AlarmIndex {
-    pub(super) fn add(&mut self, pos: Pos, status: Status, alarm: Option<Instant>) {
-        if status == Status::Wait {
-            self.wait.insert(pos, alarm);
-        } else if let Some(t) = alarm {
-            self.held.insert((t, pos));
-        }
-    }
-
-    pub(super) fn remove(&mut self, pos: Pos, status: Status, alarm: Option<Instant>) {
-        if status == Status::Wait {
-            self.wait.remove(&pos);
-        } else if let Some(t) = alarm {
-            self.held.remove(&(t, pos));
-        }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.wait.len()
-    }
-
-    /// The latest alarm after `floor` of a delay that is not `wait` and sits before `before`.
-    /// Costs O(log n) plus the held delays behind `before` with alarms later than that.
-    pub(super) fn held_in_front(&self, before: Pos, floor: Instant) -> Option<Instant> {
-        self.held
-            .iter()
-            .rev()
-            .take_while(|(t, _)| *t > floor)
-            .find(|(_, p)| *p < before)
-            .map(|(t, _)| *t)
-    }
-}
-
-/// The queue order: position → slot, and the delays in a slab. A `BTreeMap<Pos, Delay>` keeps
-/// its leaves about half full, which for a 90-byte delay costs more than the delay itself; the
-/// order map holds 12-byte entries and the slab reuses freed slots.
-#[derive(Debug, Default)]
-pub(super) struct Queue {
-    pub(super) order: BTreeMap<Pos, u32>,
-    pub(super) slots: Vec<Option<Delay>>,
-    pub(super) free: Vec<u32>,
-}
-
-impl Queue {
-    pub(super) fn len(&self) -> usize {
-        self.order.len()
+    pub(super) fn path(&self, r: NodeRef) -> &Rc<[u8]> {
+        &self.slot(r.0.get() - 1).path
     }
 
     #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.index.is_empty()
     }
 
-    pub(super) fn slot(&self, i: u32) -> &Delay {
-        self.slots[i as usize]
-            .as_ref()
-            .expect("invariant: ordered slot is filled")
-    }
-
-    pub(super) fn get(&self, pos: &Pos) -> Option<&Delay> {
-        self.order.get(pos).map(|&i| self.slot(i))
-    }
-
-    pub(super) fn get_mut(&mut self, pos: &Pos) -> Option<&mut Delay> {
-        let i = *self.order.get(pos)?;
-        self.slots[i as usize].as_mut()
-    }
-
-    #[cfg(test)]
-    pub(super) fn contains_key(&self, pos: &Pos) -> bool {
-        self.order.contains_key(pos)
-    }
-
-    pub(super) fn insert(&mut self, pos: Pos, delay: Delay) -> Option<Delay> {
-        let old = self.remove(&pos);
+    /// The node of `path`, made (holding `make()` as its path) when missing.
+    fn ensure(&mut self, path: &[u8], make: impl FnOnce() -> Rc<[u8]>) -> u32 {
+        if let Some(i) = self.find(path) {
+            return i;
+        }
+        let node = Node {
+            path: make(),
+            own: [None, None],
+            extra: None,
+        };
         let i = match self.free.pop() {
             Some(i) => {
-                self.slots[i as usize] = Some(delay);
+                self.nodes[i as usize] = Some(node);
                 i
             }
             None => {
-                let i = u32::try_from(self.slots.len()).expect("invariant: < 2^32 delays");
-                self.slots.push(Some(delay));
+                let i = u32::try_from(self.nodes.len())
+                    .ok()
+                    .filter(|&i| i < u32::MAX - 1)
+                    .expect("invariant: fewer than 2^32 - 2 paths per list");
+                self.nodes.push(Some(node));
                 i
             }
         };
-        self.order.insert(pos, i);
-        old
+        let Self {
+            nodes,
+            index,
+            hasher,
+            ..
+        } = self;
+        let hash = hasher.hash_one(path);
+        index.insert_unique(hash, i, |&j| {
+            let node = nodes[j as usize].as_ref();
+            hasher.hash_one(node.map_or(&[][..], |n| &n.path[..]))
+        });
+        i
     }
 
-    pub(super) fn remove(&mut self, pos: &Pos) -> Option<Delay> {
-        let i = self.order.remove(pos)?;
-        let delay = self.slots[i as usize].take();
-        if self.order.is_empty() {
-            self.slots.clear();
-            self.free.clear();
+    fn release(&mut self, i: u32) {
+        let Some(node) = self.nodes[i as usize].take() else {
+            return;
+        };
+        let hash = self.hasher.hash_one(&node.path[..]);
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        if self.index.is_empty() {
+            self.nodes = Vec::new();
+            self.free = Vec::new();
         } else {
             self.free.push(i);
         }
-        delay
     }
 
-    pub(super) fn first_key_value(&self) -> Option<(&Pos, &Delay)> {
-        self.order
-            .first_key_value()
-            .map(|(p, &i)| (p, self.slot(i)))
+    /// Indexes `pos` under `path` in the `role` list; returns the path's node.
+    pub(super) fn add(&mut self, path: Rc<[u8]>, role: Role, pos: Pos) -> NodeRef {
+        let i = self.ensure(&path, || path.clone());
+        self.update(i, role, pos, true);
+        NodeRef(NonZeroU32::new(i + 1).expect("invariant: slot + 1 is non-zero"))
     }
 
-    pub(super) fn last_key_value(&self) -> Option<(&Pos, &Delay)> {
-        self.order.last_key_value().map(|(p, &i)| (p, self.slot(i)))
+    /// Takes `pos` out of the `role` list of the node `r`.
+    pub(super) fn remove(&mut self, r: NodeRef, role: Role, pos: Pos) {
+        self.update(r.0.get() - 1, role, pos, false);
     }
 
+    /// Adds or removes `pos` in the `role` list of node `i`, then fixes the aggregates of the
+    /// ancestors: O(depth · log n), stopping as soon as an ancestor's newest is unchanged.
+    fn update(&mut self, i: u32, role: Role, pos: Pos, add: bool) {
+        let node = self.slot_mut(i);
+        let mut old = node.newest();
+        if add {
+            node.insert(role, pos);
+        } else {
+            node.remove(role, pos);
+        }
+        let mut new = node.newest();
+        let path = node.path.clone();
+        if node.is_unused() {
+            self.release(i);
+        }
+        let mut child: &[u8] = &path;
+        while old != new {
+            let Some(parent) = parent_of(child) else {
+                break;
+            };
+            let p = self.ensure(parent, || Rc::from(parent));
+            let node = self.slot_mut(p);
+            let before = node.newest();
+            if let Some(o) = old {
+                node.count_child(o, false);
+            }
+            if let Some(n) = new {
+                node.count_child(n, true);
+            }
+            (old, new) = (before, node.newest());
+            if node.is_unused() {
+                self.release(p);
+            }
+            child = parent;
+        }
+    }
+
+    /// Every node as path → (own positions with roles, children multiset) (tests only).
     #[cfg(test)]
-    pub(super) fn after(&self, pos: Pos) -> impl Iterator<Item = (&Pos, &Delay)> {
-        self.order
-            .range((Excluded(pos), Unbounded))
-            .map(|(p, &i)| (p, self.slot(i)))
-    }
-
-    #[cfg(test)]
-    pub(super) fn iter(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = (&Pos, &Delay)> + ExactSizeIterator {
-        self.order.iter().map(|(p, &i)| (p, self.slot(i)))
-    }
-
-    pub(super) fn values(&self) -> impl DoubleEndedIterator<Item = &Delay> + ExactSizeIterator {
-        self.order.values().map(|&i| self.slot(i))
-    }
-}
-
-impl std::ops::Index<&Pos> for Queue {
-    type Output = Delay;
-
-    fn index(&self, pos: &Pos) -> &Delay {
-        self.get(pos).expect("invariant: position is queued")
+    pub(super) fn summary(&self) -> BTreeMap<Vec<u8>, NodeSummary> {
+        assert_eq!(
+            self.index.len(),
+            self.nodes.iter().flatten().count(),
+            "node index"
+        );
+        self.nodes
+            .iter()
+            .flatten()
+            .map(|n| {
+                let children = n.extra.as_ref().map_or(Vec::new(), |e| {
+                    e.children.iter().map(|(&p, &c)| (p, c)).collect()
+                });
+                assert_eq!(
+                    self.find(&n.path)
+                        .map(|i| self.slot(i).path.clone())
+                        .as_ref(),
+                    Some(&n.path)
+                );
+                (n.path.to_vec(), (n.own_list(), children))
+            })
+            .collect()
     }
 }

@@ -8,7 +8,8 @@
 //! move splitting when a config has no `onMove`, alarm computation and directory recursion
 //! (§3.6). Those belong to `sync.rs`, which drives this module and logs what [`Pushed`] reports.
 //!
-//! The index structures themselves (path tree, alarm index, queue slab) are in `index.rs`.
+//! The path tree is in `index.rs`; the stored records, the queue order and the wait index in
+//! `queue.rs`; how a delay enters and leaves them in `store.rs`.
 //!
 //! # Why it is indexed (SPEC §15 item 2)
 //!
@@ -17,16 +18,23 @@
 //! path with the new delay, sit on a directory above one of its paths, or (for a directory) lie
 //! below it can answer at all; plus `Init`/`Blanket`, which stack everything. We keep:
 //!
-//! * the queue as an ordered map position → slot of a slab of delays: positions only grow, a
-//!   replacement reuses the old position, removal anywhere is O(log n) and never disturbs the
-//!   rest (§15 item 1);
-//! * a path tree (a hash map from full path to node): a node holds the positions of the delays
-//!   that have that path, split by role (plain `Delete`, other plain, Move origin, Move
-//!   destination), plus the newest position found anywhere *below* it, maintained through a
-//!   multiset of its children's newest positions. A push therefore looks at O(depth) nodes;
-//! * an alarm index: the `wait` delays by position and the timed non-`wait` delays by alarm,
-//!   so the Sync alarm ([`DelayList::alarm`]) costs O(log n) (plus the held delays behind the
-//!   first `wait` one whose alarms are later still, normally none).
+//! * the queue as an order position → slot (in chunks of 32 positions) over a slab of 32-byte
+//!   records: positions only grow, a replacement reuses the old position, removal anywhere is
+//!   O(log n) and never disturbs the rest (§15 item 1). A [`DelayId`] is the position plus a
+//!   replacement count, so it needs no lookup table;
+//! * a path tree (a slab of nodes, found by path through a hash table of slot numbers): a node
+//!   holds its path (which the delays refer to by slot), the positions of the delays that have
+//!   that path, split by role (plain `Delete`, other plain, Move origin, Move destination), and
+//!   a multiset of its children's newest positions, so the newest position at or below it is
+//!   known. A push therefore looks at O(depth) nodes;
+//! * a wait index: the `wait` positions in a lazily pruned min-heap and the timed non-`wait`
+//!   delays by alarm, so the Sync alarm ([`DelayList::alarm`]) costs O(log n) (plus the held
+//!   delays behind the first `wait` one whose alarms are later still, normally none).
+//!
+//! Memory matters as much as time here (a held written file is two delays: `Create` and
+//! `Modify`, which upstream does not merge): instants are stored as 8-byte stamps, paths once
+//! per node (shared with the other syncs on the same source), and the test
+//! `a_held_written_file_costs_at_most_270_heap_bytes` guards the total.
 //!
 //! The queries are this module's, used by the scheduler (`sync.rs`) and by Lua (`lua_rt.rs`)
 //! alike: [`DelayList::next_wait_after`] (getNextDelay), [`DelayList::alarm`],
@@ -43,15 +51,17 @@
 //! only honoured while the delay at that position still names this blocker.
 
 mod index;
+mod queue;
+mod store;
 
 use hashbrown::{HashMap, HashSet};
-use index::{parent_of, AlarmIndex, Node, PathTree, Queue, Role, ROLES};
+use index::{parent_of, Node, PathTree, Role, ROLES};
+use queue::{NodeRef, Pos, Queue, Rec, Stamp, Waits};
+use std::cmp::Reverse;
 use std::collections::BTreeSet;
-use std::num::NonZeroU64;
-use std::ops::Bound::{Excluded, Unbounded};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use store::New;
 
 /// Event type of a delay, as upstream's `etype` strings.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Debug)]
@@ -123,15 +133,24 @@ impl Status {
     }
 }
 
-/// Handle of a delay. Unique for the life of the process, never reused.
+/// Handle of a delay: its queue position and how many delays that position held before it (a
+/// replacement takes the position of the delay it replaces; at most three delays follow each
+/// other there: `Move` → `Delete` → `Create`). Unique within its list for the life of the
+/// list, never reused, and resolved without a lookup table.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd, Debug)]
 pub(crate) struct DelayId(pub(crate) u64);
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
 impl DelayId {
-    fn fresh() -> Self {
-        DelayId(NEXT_ID.fetch_add(1, Ordering::Relaxed))
+    fn of(pos: Pos, gen: u8) -> Self {
+        DelayId(pos.get() << 8 | u64::from(gen))
+    }
+
+    fn pos(self) -> Option<Pos> {
+        Pos::new(self.0 >> 8)
+    }
+
+    fn gen(self) -> u8 {
+        self.0 as u8
     }
 }
 
@@ -140,45 +159,27 @@ impl DelayId {
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd, Debug)]
 pub(crate) struct QueuePos(Pos);
 
-/// Queue position: grows with every append, starts at 1 (so `Option<Pos>` is 8 bytes); a
-/// replacement reuses the position of the delay it replaces.
-type Pos = NonZeroU64;
-
-/// One pending event (SPEC §4.1).
-#[derive(Clone, Debug)]
-pub(crate) struct Delay {
+/// One pending event (SPEC §4.1), as the list shows it: a view of the stored record
+/// (`queue.rs`), whose paths live in the path tree.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct Delay<'a> {
     pub(crate) kind: DelayKind,
     /// Relative path: leading `/`, directories end with `/`; `b""` for `Init`/`Blanket`.
-    /// Shared with the path tree's key and with the other delays of the same path.
-    pub(crate) path: Rc<[u8]>,
+    /// Shared by the delays of the same path (and by the syncs on the same source).
+    pub(crate) path: &'a Rc<[u8]>,
     /// Move destination; always `None` for other kinds.
-    pub(crate) path2: Option<Rc<[u8]>>,
+    pub(crate) path2: Option<&'a Rc<[u8]>>,
     /// When the delay becomes due; `None` = due at once (upstream alarm `true`).
+    #[cfg(test)] // the scheduler asks the list ([`DelayList::alarm`]), not a delay
     pub(crate) alarm: Option<Instant>,
     pub(crate) status: Status,
-    /// When the change it stands for first arrived ([`crate::health::clock`]); a combine keeps
-    /// the older stamp. Fits in the struct's padding.
-    since: u32,
     id: DelayId,
-    /// Position of the delay that blocks this one.
-    blocked_by: Option<Pos>,
 }
 
-impl Delay {
+impl Delay<'_> {
     #[cfg(test)] // the tests' view of the list
     pub(crate) fn id(&self) -> DelayId {
         self.id
-    }
-
-    /// Whether the alarm has passed (or is `true`).
-    pub(crate) fn is_due(&self, now: Instant) -> bool {
-        self.alarm.is_none_or(|t| t <= now)
-    }
-
-    /// A Move without destination is treated as having the empty path (never happens in
-    /// practice; keeps `combine` total).
-    fn path2_bytes(&self) -> &[u8] {
-        self.path2.as_deref().unwrap_or(b"")
     }
 }
 
@@ -260,27 +261,10 @@ fn under(p: &[u8], d: &[u8]) -> bool {
     is_dir(d) && p.starts_with(d)
 }
 
-#[cfg(test)] // the tests' view of the list
 /// `combine(old, new)` exactly as upstream implements it (SPEC §4.3), quirks included: only
 /// `Delete` → `Create` of the same file merges; two Moves onto the same *file* destination are
 /// independent (upstream compares `new.path2` with `new.path`); `Full` never combines;
-/// `Init`/`Blanket` stack everything. `new_path2` is only looked at for a new Move.
-pub(crate) fn combine(
-    old: &Delay,
-    new_kind: DelayKind,
-    new_path: &[u8],
-    new_path2: Option<&[u8]>,
-) -> Option<Combine> {
-    combine_parts(
-        old.kind,
-        &old.path,
-        old.path2_bytes(),
-        new_kind,
-        new_path,
-        new_path2.unwrap_or(b""),
-    )
-}
-
+/// `Init`/`Blanket` stack everything. A path2 is only looked at for a Move (`b""` otherwise).
 fn combine_parts(
     ok: DelayKind,
     op: &[u8],
@@ -357,26 +341,34 @@ fn combine_parts(
 #[derive(Debug)]
 pub(crate) struct DelayList {
     queue: Queue,
-    by_id: HashMap<DelayId, Pos>,
     next_pos: Pos,
     tree: PathTree,
+    /// Paths of the delays the tree does not index (`Init`, `Blanket`, `Full`), by position.
+    detached: HashMap<Pos, Rc<[u8]>>,
     /// Positions of `Init` and `Blanket` delays: `combine(Init|Blanket, x)` is always `stack`.
     synthetic: BTreeSet<Pos>,
-    alarms: AlarmIndex,
+    waits: Waits,
     /// Blocker position → positions of the delays it blocks (upstream's `blocks` lists, kept
     /// apart because few delays block anything). May hold stale entries, see the module doc.
     blocks: HashMap<Pos, Vec<Pos>>,
+}
+
+/// A delay taken out of the list by [`DelayList::remove`].
+#[derive(Clone, Debug)]
+pub(crate) struct Gone {
+    pub(crate) kind: DelayKind,
+    pub(crate) path: Rc<[u8]>,
 }
 
 impl Default for DelayList {
     fn default() -> Self {
         DelayList {
             queue: Queue::default(),
-            by_id: HashMap::new(),
             next_pos: Pos::MIN,
             tree: PathTree::default(),
+            detached: HashMap::new(),
             synthetic: BTreeSet::new(),
-            alarms: AlarmIndex::default(),
+            waits: Waits::default(),
             blocks: HashMap::new(),
         }
     }
@@ -393,47 +385,70 @@ impl DelayList {
 
     #[cfg(test)] // the tests' view of the list
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.len() == 0
     }
 
-    pub(crate) fn get(&self, id: DelayId) -> Option<&Delay> {
-        self.by_id.get(&id).and_then(|pos| self.queue.get(pos))
+    /// The position of a queued delay.
+    fn locate(&self, id: DelayId) -> Option<Pos> {
+        let pos = id.pos()?;
+        (self.queue.get(pos)?.gen == id.gen()).then_some(pos)
+    }
+
+    fn path_of(&self, pos: Pos, node: NodeRef) -> &Rc<[u8]> {
+        if node == NodeRef::DETACHED {
+            return self
+                .detached
+                .get(&pos)
+                .expect("invariant: a detached delay's path is kept");
+        }
+        self.tree.path(node)
+    }
+
+    fn view(&self, pos: Pos, r: &Rec) -> Delay<'_> {
+        Delay {
+            kind: r.kind,
+            path: self.path_of(pos, r.path),
+            path2: r.path2.map(|n| self.tree.path(n)),
+            #[cfg(test)]
+            alarm: r.alarm.get(),
+            status: r.status,
+            id: DelayId::of(pos, r.gen),
+        }
+    }
+
+    pub(crate) fn get(&self, id: DelayId) -> Option<Delay<'_>> {
+        let pos = self.locate(id)?;
+        self.queue.get(pos).map(|r| self.view(pos, r))
     }
 
     #[cfg(test)] // the tests' view of the list
     pub(crate) fn contains(&self, id: DelayId) -> bool {
-        self.by_id.contains_key(&id)
+        self.locate(id).is_some()
     }
 
     #[cfg(test)] // the tests' view of the list
     /// The delay that blocks `id`, if any.
     pub(crate) fn blocked_by(&self, id: DelayId) -> Option<DelayId> {
-        let pos = self.get(id)?.blocked_by?;
-        self.queue.get(&pos).map(|d| d.id)
+        let pos = self.queue.get(self.locate(id)?)?.blocked_by?;
+        self.queue.get(pos).map(|r| DelayId::of(pos, r.gen))
     }
 
     #[cfg(test)] // the tests' view of the list
     /// Queue position of `id` (a cursor for [`DelayList::next_after`]).
     pub(crate) fn pos_of(&self, id: DelayId) -> Option<QueuePos> {
-        self.by_id.get(&id).map(|&p| QueuePos(p))
+        self.locate(id).map(QueuePos)
     }
 
     /// The arrival stamp ([`crate::health::clock`]) of the oldest queued change: the first in
     /// queue order, since a combine keeps both the position and the stamp of what it replaces.
     pub(crate) fn oldest_since(&self) -> Option<u32> {
-        self.queue.first_key_value().map(|(_, d)| d.since)
-    }
-
-    fn keep_since(&mut self, pos: Pos, since: u32) {
-        if let Some(d) = self.queue.get_mut(&pos) {
-            d.since = d.since.min(since);
-        }
+        self.queue.first().map(|(_, r)| r.since)
     }
 
     #[cfg(test)] // the tests' view of the list
     /// Number of delays with status `wait`.
     pub(crate) fn wait_count(&self) -> usize {
-        self.alarms.len()
+        self.waits.count
     }
 
     /// Queues a filesystem event (SPEC §4.2 steps 4-5). The caller has already filtered it,
@@ -450,44 +465,62 @@ impl DelayList {
         path2: Option<Rc<[u8]>>,
         alarm: Option<Instant>,
     ) -> Pushed {
+        let pushed = self.push_inner(kind, path, path2, Stamp::of(alarm));
+        self.prune_waits();
+        pushed
+    }
+
+    fn push_inner(
+        &mut self,
+        kind: DelayKind,
+        path: Rc<[u8]>,
+        path2: Option<Rc<[u8]>>,
+        alarm: Stamp,
+    ) -> Pushed {
         let path2 = if kind == DelayKind::Move { path2 } else { None };
+        let new = New {
+            kind,
+            path,
+            path2,
+            alarm,
+        };
         if kind.is_synthetic() {
-            let last = self.queue.last_key_value().map(|(&p, d)| (p, d.id));
-            let id = self.append(kind, path, path2, alarm, last.map(|(p, _)| p));
+            let last = self.queue.last().map(|(p, r)| (p, DelayId::of(p, r.gen)));
+            let id = self.append(new, last.map(|(p, _)| p));
             return match last {
                 Some((_, on)) => Pushed::Stacked { id, on },
                 None => Pushed::Appended(id),
             };
         }
-        let Some((opos, how)) = self.find_combine(kind, &path, path2.as_deref()) else {
-            return Pushed::Appended(self.append(kind, path, path2, alarm, None));
+        let Some((opos, how)) = self.find_combine(kind, &new.path, new.path2.as_deref()) else {
+            return Pushed::Appended(self.append(new, None));
         };
-        let old = &self.queue[&opos];
-        let (old_id, old_active) = (old.id, old.status == Status::Active);
+        let old = self
+            .queue
+            .get(opos)
+            .expect("invariant: combine candidate is queued");
+        let (old_id, old_active) = (DelayId::of(opos, old.gen), old.status == Status::Active);
         match how {
             Combine::Split => Pushed::Split,
             Combine::Replace if !old_active => {
-                let old = self
+                let (old, _, _) = self
                     .take(opos)
                     .expect("invariant: combine candidate is queued");
-                let id = self.insert_new(opos, kind, path, path2, alarm, old.blocked_by);
-                self.keep_since(opos, old.since);
+                let id = self.insert_at(opos, new, &old);
                 Pushed::Replaced { id, old: old_id }
             }
             Combine::ToDeleteStack if !old_active => {
-                let old = self
+                let (old, opath, _) = self
                     .take(opos)
                     .expect("invariant: combine candidate is queued");
-                let delete = self.insert_new(
-                    opos,
-                    DelayKind::Delete,
-                    old.path,
-                    None,
-                    old.alarm,
-                    old.blocked_by,
-                );
-                self.keep_since(opos, old.since);
-                let id = self.append(kind, path, path2, alarm, Some(opos));
+                let del = New {
+                    kind: DelayKind::Delete,
+                    path: opath,
+                    path2: None,
+                    alarm: old.alarm,
+                };
+                let delete = self.insert_at(opos, del, &old);
+                let id = self.append(new, Some(opos));
                 Pushed::ToDeleteStacked {
                     id,
                     delete,
@@ -496,7 +529,7 @@ impl DelayList {
             }
             // An active delay cannot be replaced: the new one waits for it instead.
             Combine::Stack | Combine::Replace | Combine::ToDeleteStack => {
-                let id = self.append(kind, path, path2, alarm, Some(opos));
+                let id = self.append(new, Some(opos));
                 Pushed::Stacked { id, on: old_id }
             }
         }
@@ -511,28 +544,39 @@ impl DelayList {
         path: Rc<[u8]>,
         alarm: Option<Instant>,
     ) -> DelayId {
-        self.append(kind, path, None, alarm, None)
+        let new = New {
+            kind,
+            path,
+            path2: None,
+            alarm: Stamp::of(alarm),
+        };
+        self.append(new, None)
     }
 
     /// Removes a delay (finished, discarded, ...) and sets every delay it blocks from `block`
     /// to `wait`, keeping their alarms (§4.5). A blocked delay that was made `active` meanwhile
     /// (handed out in a `getEvents` list) stays `active`.
-    pub(crate) fn remove(&mut self, id: DelayId) -> Option<Delay> {
-        let pos = *self.by_id.get(&id)?;
-        let delay = self.take(pos)?;
+    pub(crate) fn remove(&mut self, id: DelayId) -> Option<Gone> {
+        let pos = self.locate(id)?;
+        let (rec, path, _) = self.take(pos)?;
         for b in self.blocks.remove(&pos).unwrap_or_default() {
-            if let Some(blocked) = self.queue.get_mut(&b) {
+            if let Some(blocked) = self.queue.get_mut(b) {
                 if blocked.blocked_by == Some(pos) {
                     blocked.blocked_by = None;
                     if blocked.status == Status::Block {
-                        self.alarms.remove(b, Status::Block, blocked.alarm);
                         blocked.status = Status::Wait;
-                        self.alarms.add(b, Status::Wait, blocked.alarm);
+                        let alarm = blocked.alarm;
+                        self.waits.remove(b, Status::Block, alarm);
+                        self.waits.add(b, Status::Wait, alarm);
                     }
                 }
             }
         }
-        Some(delay)
+        self.prune_waits();
+        Some(Gone {
+            kind: rec.kind,
+            path,
+        })
     }
 
     /// Marks a delay as handed to a process. Returns false if it is not queued.
@@ -550,7 +594,7 @@ impl DelayList {
             } else {
                 Status::Wait
             };
-            (status, alarm)
+            (status, Stamp::of(alarm))
         })
     }
 
@@ -558,24 +602,25 @@ impl DelayList {
     /// First delay in queue order.
     pub(crate) fn first(&self) -> Option<(QueuePos, DelayId)> {
         self.queue
-            .first_key_value()
-            .map(|(&p, d)| (QueuePos(p), d.id))
+            .first()
+            .map(|(p, r)| (QueuePos(p), DelayId::of(p, r.gen)))
     }
 
     #[cfg(test)] // the tests' view of the list
     /// The delay after `pos` in queue order; `pos` may have been removed meanwhile.
     pub(crate) fn next_after(&self, pos: QueuePos) -> Option<(QueuePos, DelayId)> {
         self.queue
-            .after(pos.0)
+            .after(Some(pos.0))
             .next()
-            .map(|(&p, d)| (QueuePos(p), d.id))
+            .map(|(p, r)| (QueuePos(p), DelayId::of(p, r.gen)))
     }
 
     /// All delays in queue order.
-    pub(crate) fn iter(
-        &self,
-    ) -> impl DoubleEndedIterator<Item = (DelayId, &Delay)> + ExactSizeIterator {
-        self.queue.values().map(|d| (d.id, d))
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = (DelayId, Delay<'_>)> {
+        self.queue.after(None).map(|(p, r)| {
+            let d = self.view(p, r);
+            (d.id, d)
+        })
     }
 
     /// Upstream `getNextDelay(now)` (§4.6) from `after` on (from the start for `None`): the
@@ -588,18 +633,17 @@ impl DelayList {
         now: Instant,
         max_delays: usize,
     ) -> Option<(QueuePos, DelayId)> {
-        if self.alarms.len() == 0 {
+        if self.waits.count == 0 {
             return None;
         }
         let ignore_alarms = self.len() >= max_delays;
-        let from = after.map_or(Unbounded, |p| Excluded(p.0));
-        let rest = self.queue.order.range((from, Unbounded));
-        for (&pos, d) in rest.map(|(p, &i)| (p, self.queue.slot(i))) {
-            if !ignore_alarms && !d.is_due(now) {
+        let now = Stamp::of(Some(now));
+        for (pos, r) in self.queue.after(after.map(|p| p.0)) {
+            if !ignore_alarms && r.alarm > now {
                 return None;
             }
-            if d.status == Status::Wait {
-                return Some((QueuePos(pos), d.id));
+            if r.status == Status::Wait {
+                return Some((QueuePos(pos), DelayId::of(pos, r.gen)));
             }
         }
         None
@@ -616,39 +660,52 @@ impl DelayList {
     #[cfg(test)]
     fn due(&self, now: Instant, max_delays: usize) -> bool {
         self.queue
-            .first_key_value()
-            .is_some_and(|(_, d)| self.len() >= max_delays || d.is_due(now))
+            .first()
+            .is_some_and(|(_, r)| self.len() >= max_delays || r.alarm <= Stamp::of(Some(now)))
     }
 
     /// The earliest alarm of a `wait` delay: `Some(None)` for one due at once (tests only).
     #[cfg(test)]
     fn earliest_wait_alarm(&self) -> Option<Option<Instant>> {
-        if self.alarms.wait.values().any(Option::is_none) {
-            return Some(None);
-        }
-        self.alarms.wait.values().flatten().min().map(|t| Some(*t))
+        let alarms: Vec<Stamp> = self
+            .queue
+            .after(None)
+            .filter(|(_, r)| r.status == Status::Wait)
+            .map(|(_, r)| r.alarm)
+            .collect();
+        alarms.iter().min().map(|s| s.get())
     }
 
     /// The Sync alarm part that comes from delays (§4.6): when [`DelayList::next_wait`] from
     /// the start will answer. `None` if no delay is `wait`; `now` if one is due at once or the
     /// queue holds `max_delays` or more; else the later of the first `wait` delay's alarm and
-    /// the alarms of the delays in front of it. O(log n) from the alarm index.
+    /// the alarms of the delays in front of it. O(log n) from the wait index.
     pub(crate) fn alarm(&self, now: Instant, max_delays: usize) -> Option<Instant> {
-        let (&first, &alarm) = self.alarms.wait.first_key_value()?;
+        let first = self.waits.first()?;
         if self.len() >= max_delays {
             return Some(now);
         }
-        let own = alarm.map_or(now, |t| t.max(now));
-        Some(self.alarms.held_in_front(first, own).unwrap_or(own))
+        let alarm = self.queue.get(first).map_or(Stamp::default(), |r| r.alarm);
+        let own = alarm.max(Stamp::of(Some(now)));
+        self.waits
+            .held_in_front(first, own)
+            .unwrap_or(own)
+            .get()
+            .or(Some(now))
     }
 
     /// Upstream `getDelays(test)` (§4.6): walks the whole queue in order and calls `test` for
     /// every delay (as upstream does, so `Break` is honoured wherever it comes). A delay that is
     /// `active`, or that `test` excludes, is left out together with everything it blocks,
     /// transitively; all others (`wait` or `block`) are taken, alarms ignored.
-    pub(crate) fn select(&self, mut test: impl FnMut(DelayId, &Delay) -> Select) -> Vec<DelayId> {
+    pub(crate) fn select(
+        &self,
+        mut test: impl FnMut(DelayId, &Delay<'_>) -> Select,
+    ) -> Vec<DelayId> {
         let walked = select_walk(self.snapshot(), |id| {
-            Ok::<_, std::convert::Infallible>(self.get(id).map_or(Select::Exclude, |d| test(id, d)))
+            Ok::<_, std::convert::Infallible>(
+                self.get(id).map_or(Select::Exclude, |d| test(id, &d)),
+            )
         });
         match walked {
             Ok(taken) => taken,
@@ -660,10 +717,12 @@ impl DelayList {
     /// copy, so that the test may run Lua, which may call back into the list.
     pub(crate) fn snapshot(&self) -> Vec<(DelayId, Status, Option<DelayId>)> {
         self.queue
-            .values()
-            .map(|d| {
-                let blocker = d.blocked_by.and_then(|b| self.queue.get(&b)).map(|b| b.id);
-                (d.id, d.status, blocker)
+            .after(None)
+            .map(|(p, r)| {
+                let blocker = r
+                    .blocked_by
+                    .and_then(|b| self.queue.get(b).map(|x| DelayId::of(b, x.gen)));
+                (DelayId::of(p, r.gen), r.status, blocker)
             })
             .collect()
     }
@@ -683,11 +742,13 @@ impl DelayList {
             if best.is_some_and(|(b, _)| b >= pos) {
                 return;
             }
-            let Some(od) = self.queue.get(&pos) else {
+            let Some(od) = self.queue.get(pos) else {
                 debug_assert!(false, "invariant: indexed position is queued");
                 return;
             };
-            if let Some(c) = combine_parts(od.kind, &od.path, od.path2_bytes(), kind, path, np2) {
+            let op = self.path_of(pos, od.path);
+            let op2 = od.path2.map_or(&b""[..], |n| &self.tree.path(n)[..]);
+            if let Some(c) = combine_parts(od.kind, op, op2, kind, path, np2) {
                 best = Some((pos, c));
             }
         };
@@ -706,14 +767,14 @@ impl DelayList {
             };
             if is_dir(p) {
                 // Same directory or anything below it: every role answers.
-                if let Some(x) = node.newest {
+                if let Some(x) = node.newest() {
                     consider(x);
                 }
             } else {
                 // Same file: whether a role answers depends on the kinds; the newest of each
                 // role stands for the role.
                 for role in ROLES {
-                    if let Some(x) = node.own.newest_of(role) {
+                    if let Some(x) = node.newest_of(role) {
                         consider(x);
                     }
                 }
@@ -724,148 +785,8 @@ impl DelayList {
         }
         best
     }
-
-    /// Appends a new delay at the end of the queue, blocked by the delay at `blocked_by`.
-    fn append(
-        &mut self,
-        kind: DelayKind,
-        path: Rc<[u8]>,
-        path2: Option<Rc<[u8]>>,
-        alarm: Option<Instant>,
-        blocked_by: Option<Pos>,
-    ) -> DelayId {
-        let pos = self.next_pos;
-        self.next_pos = pos
-            .checked_add(1)
-            .expect("invariant: fewer than 2^64 delays per list");
-        if let Some(b) = blocked_by {
-            self.blocks.entry(b).or_default().push(pos);
-        }
-        self.insert_new(pos, kind, path, path2, alarm, blocked_by)
-    }
-
-    /// Creates a delay at `pos`, blocked by the delay at `blocked_by`, and indexes it.
-    fn insert_new(
-        &mut self,
-        pos: Pos,
-        kind: DelayKind,
-        path: Rc<[u8]>,
-        path2: Option<Rc<[u8]>>,
-        alarm: Option<Instant>,
-        blocked_by: Option<Pos>,
-    ) -> DelayId {
-        let status = if blocked_by.is_some() {
-            Status::Block
-        } else {
-            Status::Wait
-        };
-        let delay = Delay {
-            kind,
-            path: self.tree.intern(path),
-            path2: path2.map(|p| self.tree.intern(p)),
-            alarm,
-            status,
-            since: crate::health::clock(),
-            id: DelayId::fresh(),
-            blocked_by,
-        };
-        let id = delay.id;
-        self.index(&delay, pos, true);
-        self.alarms.add(pos, status, alarm);
-        self.by_id.insert(id, pos);
-        let previous = self.queue.insert(pos, delay);
-        debug_assert!(previous.is_none(), "invariant: queue slot is free");
-        id
-    }
-
-    /// Takes the delay at `pos` out of the queue and every index. Blocking links are left to
-    /// the caller: a replacement inherits them through the position.
-    fn take(&mut self, pos: Pos) -> Option<Delay> {
-        let delay = self.queue.remove(&pos)?;
-        self.by_id.remove(&delay.id);
-        self.index(&delay, pos, false);
-        self.alarms.remove(pos, delay.status, delay.alarm);
-        Some(delay)
-    }
-
-    fn index(&mut self, d: &Delay, pos: Pos, add: bool) {
-        let role = match d.kind {
-            DelayKind::Init | DelayKind::Blanket => {
-                if add {
-                    self.synthetic.insert(pos);
-                } else {
-                    self.synthetic.remove(&pos);
-                }
-                return;
-            }
-            // combine() never answers for a Full, old or new.
-            DelayKind::Full => return,
-            DelayKind::Move => {
-                let to = d.path2.clone().unwrap_or_default();
-                self.tree.update(&to, Role::MoveTo, pos, add);
-                Role::MoveFrom
-            }
-            DelayKind::Delete => Role::Delete,
-            DelayKind::Attrib | DelayKind::Modify | DelayKind::Create => Role::Other,
-        };
-        self.tree.update(&d.path, role, pos, add);
-    }
-
-    /// Changes status and alarm of a queued delay, keeping the wait index in step.
-    fn restate(
-        &mut self,
-        id: DelayId,
-        change: impl FnOnce(&Delay) -> (Status, Option<Instant>),
-    ) -> bool {
-        let Some(&pos) = self.by_id.get(&id) else {
-            return false;
-        };
-        let Some(d) = self.queue.get_mut(&pos) else {
-            return false;
-        };
-        let (status, alarm) = change(d);
-        self.alarms.remove(pos, d.status, d.alarm);
-        d.status = status;
-        d.alarm = alarm;
-        self.alarms.add(pos, status, alarm);
-        true
-    }
-
-    /// Rebuilds every index from the queue and compares (tests only).
-    #[cfg(test)]
-    fn check_invariants(&self) {
-        let mut fresh = DelayList::default();
-        let listed: HashSet<(Pos, Pos)> = self
-            .blocks
-            .iter()
-            .flat_map(|(&b, l)| l.iter().map(move |&p| (b, p)))
-            .collect();
-        for (&pos, d) in self.queue.iter() {
-            fresh.index(d, pos, true);
-            fresh.alarms.add(pos, d.status, d.alarm);
-            assert_eq!(self.by_id.get(&d.id), Some(&pos), "id index");
-            if let Some(b) = d.blocked_by {
-                assert!(self.queue.contains_key(&b), "blocker queued");
-                assert!(b < pos, "blocker sits before what it blocks");
-                assert!(listed.contains(&(b, pos)), "blocker lists it");
-                assert_ne!(d.status, Status::Wait, "a blocked delay is not wait");
-            } else {
-                assert_ne!(d.status, Status::Block, "an unblocked delay is not block");
-            }
-        }
-        for b in self.blocks.keys() {
-            assert!(
-                self.queue.contains_key(b),
-                "blocks lists belong to queued delays"
-            );
-        }
-        assert_eq!(self.by_id.len(), self.queue.len());
-        assert_eq!(self.tree.nodes, fresh.tree.nodes, "path tree");
-        assert_eq!(self.synthetic, fresh.synthetic);
-        assert_eq!(self.alarms.wait, fresh.alarms.wait);
-        assert_eq!(self.alarms.held, fresh.alarms.held);
-    }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,21 +799,30 @@ mod tests {
     }
 
     #[test]
-    fn the_arrival_stamp_costs_no_memory() {
-        assert_eq!(std::mem::size_of::<Delay>(), 72);
+    fn stored_delays_and_path_nodes_stay_compact() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<Option<Rec>>(), 32);
+        assert_eq!(size_of::<Option<index::Node>>(), 40);
+        assert_eq!(size_of::<Option<NodeRef>>(), 4);
     }
 
-    fn detached(kind: DelayKind, path: &str, path2: Option<&str>) -> Delay {
-        Delay {
-            kind,
-            path: b(path),
-            path2: path2.map(b),
-            alarm: None,
-            status: Status::Wait,
-            since: 0,
-            id: DelayId::fresh(),
-            blocked_by: None,
+    #[test]
+    fn stamps_keep_instants_exactly_and_in_order() {
+        let t = Instant::now();
+        let s = Duration::from_nanos(1);
+        for x in [
+            t,
+            t + s,
+            t - s,
+            t + Duration::from_secs(600),
+            t - Duration::from_secs(3),
+        ] {
+            assert_eq!(Stamp::of(Some(x)).get(), Some(x));
         }
+        assert_eq!(Stamp::of(None).get(), None);
+        assert!(Stamp::of(None) < Stamp::of(Some(t - Duration::from_secs(5))));
+        assert!(Stamp::of(Some(t - s)) < Stamp::of(Some(t)));
+        assert!(Stamp::of(Some(t)) < Stamp::of(Some(t + s)));
     }
 
     // One line per row of SPEC §4.3: `name: OLD "path" [-> "path2"], NEW "path" [-> "path2"]
@@ -905,9 +835,10 @@ mod tests {
             $(
                 #[test]
                 fn $name() {
-                    let old = detached($ok, $op, None$(.or(Some($op2)))?);
-                    let np2: Option<&str> = None$(.or(Some($np2)))?;
-                    let got = combine(&old, $nk, $np.as_bytes(), np2.map(str::as_bytes));
+                    let op2: &str = [""$(, $op2)?].last().expect("a path");
+                    let np2: &str = [""$(, $np2)?].last().expect("a path");
+                    let got = combine_parts(
+                        $ok, $op.as_bytes(), op2.as_bytes(), $nk, $np.as_bytes(), np2.as_bytes());
                     assert_eq!(got, combine_table!(@exp $exp));
                 }
             )*
@@ -1086,7 +1017,7 @@ mod tests {
                     let mut s = format!(
                         "{} {}",
                         d.kind.as_lua_str(),
-                        String::from_utf8_lossy(&d.path)
+                        String::from_utf8_lossy(d.path)
                     );
                     if let Some(p2) = &d.path2 {
                         s += &format!("->{}", String::from_utf8_lossy(p2));
@@ -1389,7 +1320,7 @@ mod tests {
         q.push(Modify, "/y/z");
         q.push(Modify, "/x");
         let got = q.list.select(|_, d| {
-            if &*d.path == b"/y/" {
+            if d.path[..] == b"/y/"[..] {
                 Select::Exclude
             } else {
                 Select::Include
@@ -1862,8 +1793,8 @@ mod tests {
         for ((id, d), r) in list.iter().zip(&reference.v) {
             ids.same(id, r.id);
             assert_eq!(d.kind, r.kind);
-            assert_eq!(&*d.path, &r.path[..]);
-            assert_eq!(d.path2.as_deref(), r.path2.as_deref());
+            assert_eq!(&d.path[..], &r.path[..]);
+            assert_eq!(d.path2.map(|p| &p[..]), r.path2.as_deref());
             assert_eq!(d.alarm, r.alarm);
             assert_eq!(d.status, r.status, "status of {d:?}");
             match (list.blocked_by(id), r.blocked_by) {
@@ -2009,7 +1940,7 @@ mod tests {
                         _ => Select::Include,
                     }
                 };
-                let got = list.select(|_, d| verdict(&d.path, d.kind));
+                let got = list.select(|_, d| verdict(d.path, d.kind));
                 let want = reference.select(|d| verdict(&d.path, d.kind));
                 let got: Vec<DelayId> = got.iter().map(|g| ids.0[g]).collect();
                 assert_eq!(got, want, "select");
@@ -2033,6 +1964,37 @@ mod tests {
     #[test]
     fn indexed_list_matches_naive_scan_large_queue() {
         assert_every_outcome_seen(run_equivalence(0x1234_5678_9ABC_DEF1, 2500, 100));
+    }
+
+    /// The heap a held written file costs (a `Create` and a `Modify` delay of one path, as
+    /// the W2b bench makes them), counted as malloc chunks on this thread: path, delays and
+    /// every index included.
+    fn heap_per_held_file(files: usize) -> isize {
+        let alarm = Some(Instant::now() + Duration::from_secs(600));
+        let before = crate::sys::heap::held();
+        let mut list = DelayList::new();
+        for i in 0..files {
+            for kind in [Create, Modify] {
+                let path: Rc<[u8]> = format!("/d{:02}/f{i:06}", i % 100).into_bytes().into();
+                assert!(matches!(
+                    list.push(kind, path, None, alarm),
+                    Pushed::Appended(_)
+                ));
+            }
+        }
+        let per_file = (crate::sys::heap::held() - before) / files as isize;
+        assert_eq!(list.len(), 2 * files);
+        drop(list);
+        per_file
+    }
+
+    /// 252 bytes when written (capacity included: about 210 of them are touched, which is
+    /// what the daemon's RSS sees); 554 before the compact records, the id without a lookup
+    /// table, the wait heap, the node slab and the chunked queue order.
+    #[test]
+    fn a_held_written_file_costs_at_most_270_heap_bytes() {
+        let per_file = heap_per_held_file(100_000);
+        assert!(per_file <= 270, "{per_file} bytes per held file");
     }
 
     #[test]
@@ -2069,7 +2031,7 @@ mod tests {
             list.remove(id);
         }
         assert!(list.is_empty());
-        assert!(list.tree.nodes.is_empty());
+        assert!(list.tree.is_empty());
         assert_eq!(list.wait_count(), 0);
     }
 }

@@ -42,7 +42,7 @@ fn sync_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             Ok((
                 Value::String(lua.create_string(d.kind.as_lua_str())?),
                 Value::String(lua.create_string(d.status.as_str())?),
-                Value::String(lua.create_string(&d.path)?),
+                Value::String(lua.create_string(d.path)?),
                 p2,
             ))
         })?,
