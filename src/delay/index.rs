@@ -1,5 +1,5 @@
 //! The path tree of a delay list: one node per path that a queued delay has, or that lies
-//! above one, each holding the positions of its own delays by role and a multiset of its
+//! above one, each holding the positions of its own delays by role and the multiset of its
 //! children's newest positions, so `combine` is answered from O(depth) nodes (see the parent
 //! module's doc). The nodes also store the paths the delays refer to.
 //!
@@ -7,7 +7,9 @@
 //! touch: the combine rules, the queue and its policy (the parent module), I/O, clocks, Lua.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
+#[cfg(test)]
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::rc::Rc;
@@ -51,8 +53,10 @@ impl Packed {
 /// What only some nodes need: children (directories) or more than two own delays.
 #[derive(Default, Debug)]
 struct Extra {
-    /// Multiset (position → count) of the newest position at or below each child node.
-    children: BTreeMap<Pos, u32>,
+    /// The newest position at or below each child node, as `position << 1 | copy`: one
+    /// position is the newest of at most two children (a Move's origin and destination), so
+    /// this set is the multiset in 8 bytes an entry.
+    children: BTreeSet<u64>,
     /// Own positions, ascending, indexed by `Role as usize`, once a path has more than two
     /// delays (then `Node::own` is empty).
     many: Option<Box<[Vec<Pos>; 4]>>,
@@ -167,27 +171,28 @@ impl Node {
         let below = self
             .extra
             .as_ref()
-            .and_then(|e| e.children.last_key_value())
-            .map(|(&p, _)| p);
+            .and_then(|e| e.children.last())
+            .and_then(|&k| Pos::new(k >> 1));
         self.own_newest().max(below)
     }
 
     fn count_child(&mut self, pos: Pos, add: bool) {
+        let key = pos.get() << 1;
         if add {
-            let extra = self.extra.get_or_insert_default();
-            *extra.children.entry(pos).or_insert(0) += 1;
+            let children = &mut self.extra.get_or_insert_default().children;
+            let fresh = children.insert(key) || children.insert(key | 1);
+            debug_assert!(
+                fresh,
+                "invariant: a position is the newest of two children at most"
+            );
             return;
         }
         let Some(extra) = self.extra.as_mut() else {
             debug_assert!(false, "invariant: a child's newest is counted");
             return;
         };
-        if let Some(count) = extra.children.get_mut(&pos) {
-            *count -= 1;
-            if *count == 0 {
-                extra.children.remove(&pos);
-            }
-        }
+        let found = extra.children.remove(&(key | 1)) || extra.children.remove(&key);
+        debug_assert!(found, "invariant: a child's newest is counted");
         if extra.children.is_empty() && extra.many.is_none() {
             self.extra = None;
         }
@@ -388,9 +393,13 @@ impl PathTree {
             .iter()
             .flatten()
             .map(|n| {
-                let children = n.extra.as_ref().map_or(Vec::new(), |e| {
-                    e.children.iter().map(|(&p, &c)| (p, c)).collect()
-                });
+                let mut children: BTreeMap<Pos, u32> = BTreeMap::new();
+                for &k in n.extra.iter().flat_map(|e| e.children.iter()) {
+                    *children
+                        .entry(Pos::new(k >> 1).expect("non-zero"))
+                        .or_insert(0) += 1;
+                }
+                let children: Vec<(Pos, u32)> = children.into_iter().collect();
                 assert_eq!(
                     self.find(&n.path)
                         .map(|i| self.slot(i).path.clone())

@@ -27,14 +27,15 @@
 //!   that path, split by role (plain `Delete`, other plain, Move origin, Move destination), and
 //!   a multiset of its children's newest positions, so the newest position at or below it is
 //!   known. A push therefore looks at O(depth) nodes;
-//! * a wait index: the `wait` positions in a lazily pruned min-heap and the timed non-`wait`
-//!   delays by alarm, so the Sync alarm ([`DelayList::alarm`]) costs O(log n) (plus the held
-//!   delays behind the first `wait` one whose alarms are later still, normally none).
+//! * wait marks: a bitmap of the `wait` delays in each chunk of the queue order and the chunks
+//!   holding one in order, plus the timed non-`wait` delays by alarm, so the Sync alarm
+//!   ([`DelayList::alarm`]) costs O(log n) (plus the held delays behind the first `wait` one
+//!   whose alarms are later still, normally none).
 //!
 //! Memory matters as much as time here (a held written file is two delays: `Create` and
 //! `Modify`, which upstream does not merge): instants are stored as 8-byte stamps, paths once
 //! per node (shared with the other syncs on the same source), and the test
-//! `a_held_written_file_costs_at_most_270_heap_bytes` guards the total.
+//! `a_held_written_file_costs_at_most_240_heap_bytes` guards the total.
 //!
 //! The queries are this module's, used by the scheduler (`sync.rs`) and by Lua (`lua_rt.rs`)
 //! alike: [`DelayList::next_wait_after`] (getNextDelay), [`DelayList::alarm`],
@@ -56,8 +57,7 @@ mod store;
 
 use hashbrown::{HashMap, HashSet};
 use index::{parent_of, Node, PathTree, Role, ROLES};
-use queue::{NodeRef, Pos, Queue, Rec, Stamp, Waits};
-use std::cmp::Reverse;
+use queue::{Held, NodeRef, Pos, Queue, Rec, Stamp};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Instant;
@@ -347,7 +347,7 @@ pub(crate) struct DelayList {
     detached: HashMap<Pos, Rc<[u8]>>,
     /// Positions of `Init` and `Blanket` delays: `combine(Init|Blanket, x)` is always `stack`.
     synthetic: BTreeSet<Pos>,
-    waits: Waits,
+    held: Held,
     /// Blocker position → positions of the delays it blocks (upstream's `blocks` lists, kept
     /// apart because few delays block anything). May hold stale entries, see the module doc.
     blocks: HashMap<Pos, Vec<Pos>>,
@@ -368,7 +368,7 @@ impl Default for DelayList {
             tree: PathTree::default(),
             detached: HashMap::new(),
             synthetic: BTreeSet::new(),
-            waits: Waits::default(),
+            held: Held::default(),
             blocks: HashMap::new(),
         }
     }
@@ -448,7 +448,7 @@ impl DelayList {
     #[cfg(test)] // the tests' view of the list
     /// Number of delays with status `wait`.
     pub(crate) fn wait_count(&self) -> usize {
-        self.waits.count
+        self.queue.wait_count()
     }
 
     /// Queues a filesystem event (SPEC §4.2 steps 4-5). The caller has already filtered it,
@@ -465,24 +465,12 @@ impl DelayList {
         path2: Option<Rc<[u8]>>,
         alarm: Option<Instant>,
     ) -> Pushed {
-        let pushed = self.push_inner(kind, path, path2, Stamp::of(alarm));
-        self.prune_waits();
-        pushed
-    }
-
-    fn push_inner(
-        &mut self,
-        kind: DelayKind,
-        path: Rc<[u8]>,
-        path2: Option<Rc<[u8]>>,
-        alarm: Stamp,
-    ) -> Pushed {
         let path2 = if kind == DelayKind::Move { path2 } else { None };
         let new = New {
             kind,
             path,
             path2,
-            alarm,
+            alarm: Stamp::of(alarm),
         };
         if kind.is_synthetic() {
             let last = self.queue.last().map(|(p, r)| (p, DelayId::of(p, r.gen)));
@@ -560,19 +548,16 @@ impl DelayList {
         let pos = self.locate(id)?;
         let (rec, path, _) = self.take(pos)?;
         for b in self.blocks.remove(&pos).unwrap_or_default() {
-            if let Some(blocked) = self.queue.get_mut(b) {
-                if blocked.blocked_by == Some(pos) {
-                    blocked.blocked_by = None;
-                    if blocked.status == Status::Block {
-                        blocked.status = Status::Wait;
-                        let alarm = blocked.alarm;
-                        self.waits.remove(b, Status::Block, alarm);
-                        self.waits.add(b, Status::Wait, alarm);
-                    }
-                }
+            let Some(blocked) = self.queue.get_mut(b).filter(|x| x.blocked_by == Some(pos)) else {
+                continue;
+            };
+            blocked.blocked_by = None;
+            if blocked.status == Status::Block {
+                let alarm = blocked.alarm;
+                self.queue.set_status(b, Status::Wait);
+                self.held.remove(b, Status::Block, alarm);
             }
         }
-        self.prune_waits();
         Some(Gone {
             kind: rec.kind,
             path,
@@ -633,7 +618,7 @@ impl DelayList {
         now: Instant,
         max_delays: usize,
     ) -> Option<(QueuePos, DelayId)> {
-        if self.waits.count == 0 {
+        if self.queue.wait_count() == 0 {
             return None;
         }
         let ignore_alarms = self.len() >= max_delays;
@@ -679,15 +664,15 @@ impl DelayList {
     /// The Sync alarm part that comes from delays (§4.6): when [`DelayList::next_wait`] from
     /// the start will answer. `None` if no delay is `wait`; `now` if one is due at once or the
     /// queue holds `max_delays` or more; else the later of the first `wait` delay's alarm and
-    /// the alarms of the delays in front of it. O(log n) from the wait index.
+    /// the alarms of the delays in front of it. O(log n) from the wait marks.
     pub(crate) fn alarm(&self, now: Instant, max_delays: usize) -> Option<Instant> {
-        let first = self.waits.first()?;
+        let first = self.queue.first_wait()?;
         if self.len() >= max_delays {
             return Some(now);
         }
         let alarm = self.queue.get(first).map_or(Stamp::default(), |r| r.alarm);
         let own = alarm.max(Stamp::of(Some(now)));
-        self.waits
+        self.held
             .held_in_front(first, own)
             .unwrap_or(own)
             .get()
@@ -1985,16 +1970,21 @@ mod tests {
         let per_file = (crate::sys::heap::held() - before) / files as isize;
         assert_eq!(list.len(), 2 * files);
         drop(list);
+        assert_eq!(
+            crate::sys::heap::held(),
+            before,
+            "the list frees all it held"
+        );
         per_file
     }
 
-    /// 252 bytes when written (capacity included: about 210 of them are touched, which is
-    /// what the daemon's RSS sees); 554 before the compact records, the id without a lookup
-    /// table, the wait heap, the node slab and the chunked queue order.
+    /// 224 bytes when written (capacity included; about 185 of them are touched, which is
+    /// what the daemon's RSS sees); 554 before the 32-byte records, the ids without a lookup
+    /// table, the wait marks in the queue order, the node slab and the chunked queue order.
     #[test]
-    fn a_held_written_file_costs_at_most_270_heap_bytes() {
+    fn a_held_written_file_costs_at_most_240_heap_bytes() {
         let per_file = heap_per_held_file(100_000);
-        assert!(per_file <= 270, "{per_file} bytes per held file");
+        assert!(per_file <= 240, "{per_file} bytes per held file");
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! The storage of a delay list: the compact delay record, the queue order over a slab of
-//! records, the wait index and the compact instants they use (see the parent module's doc for
+//! records with its wait marks, the held alarms and the compact instants they use (see the parent module's doc for
 //! why each exists).
 //!
-//! Owns: [`Rec`], [`Stamp`], [`Queue`], [`Waits`] and keeping each consistent in itself.
+//! Owns: [`Rec`], [`Stamp`], [`Queue`], [`Held`] and keeping each consistent in itself.
 //! Must not touch: the combine rules, the path tree, the queue's policy (the parent module),
 //! I/O, clocks (an instant is only converted, never read), Lua.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -95,15 +94,25 @@ const NONE: u32 = u32::MAX;
 pub(super) struct Chunk {
     slot: [u32; CHUNK as usize],
     used: u32,
+    /// Bit `i`: the delay at the chunk's position `i` is `wait`.
+    wait: u32,
 }
 
 /// The queue order, position → slot, in chunks of 32 consecutive positions (a chunk exists
 /// while one of its positions holds a delay), and the delays in a slab whose freed slots are
 /// reused. Appends fill chunks densely, so the order costs about 4 bytes per delay; a
 /// `BTreeMap<Pos, _>` keeps its leaves about half full, six times as much.
+///
+/// It is also the wait index the Sync alarm is read from (SPEC §4.6): each chunk marks its
+/// `wait` delays in a bitmap, and the chunks holding one are kept in order, so the first
+/// `wait` delay is found in O(log n) whatever number of blocked or active delays precede it.
 #[derive(Debug, Default)]
 pub(super) struct Queue {
     order: BTreeMap<u64, Box<Chunk>>,
+    /// Keys of the chunks that hold a `wait` delay.
+    waiting: BTreeSet<u64>,
+    /// Number of `wait` delays.
+    waits: usize,
     len: usize,
     slots: Vec<Option<Rec>>,
     free: Vec<u32>,
@@ -138,13 +147,62 @@ impl Queue {
         self.slot_of(pos).map(|i| self.rec(i))
     }
 
+    /// The record at `pos`, to change anything but its status ([`Queue::set_status`]).
     pub(super) fn get_mut(&mut self, pos: Pos) -> Option<&mut Rec> {
         let i = self.slot_of(pos)?;
         self.slots[i as usize].as_mut()
     }
 
+    pub(super) fn set_status(&mut self, pos: Pos, status: Status) {
+        if let Some(r) = self.get_mut(pos) {
+            r.status = status;
+            self.mark(pos, status == Status::Wait);
+        }
+    }
+
+    /// Sets or clears the wait mark of the queued position `pos`.
+    fn mark(&mut self, pos: Pos, wait: bool) {
+        let (key, at) = split(pos);
+        let Some(c) = self.order.get_mut(&key) else {
+            return;
+        };
+        let bit = 1u32 << at;
+        if (c.wait & bit != 0) == wait {
+            return;
+        }
+        c.wait ^= bit;
+        if wait {
+            self.waits += 1;
+            self.waiting.insert(key);
+        } else {
+            self.waits -= 1;
+            if c.wait == 0 {
+                self.waiting.remove(&key);
+            }
+        }
+    }
+
+    /// The first `wait` delay in queue order.
+    pub(super) fn first_wait(&self) -> Option<Pos> {
+        let &key = self.waiting.first()?;
+        let c = self.order.get(&key)?;
+        Some(join(key, c.wait.trailing_zeros() as usize))
+    }
+
+    pub(super) fn wait_count(&self) -> usize {
+        self.waits
+    }
+
+    /// Whether `pos` is marked `wait` (tests only).
+    #[cfg(test)]
+    pub(super) fn marked(&self, pos: Pos) -> bool {
+        let (key, at) = split(pos);
+        self.order.get(&key).is_some_and(|c| c.wait & 1 << at != 0)
+    }
+
     /// Puts `rec` at the free position `pos`.
     pub(super) fn insert(&mut self, pos: Pos, rec: Rec) {
+        let wait = rec.status == Status::Wait;
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = Some(rec);
@@ -164,15 +222,18 @@ impl Queue {
             Box::new(Chunk {
                 slot: [NONE; CHUNK as usize],
                 used: 0,
+                wait: 0,
             })
         });
         debug_assert_eq!(chunk.slot[at], NONE, "invariant: queue position is free");
         chunk.slot[at] = i;
         chunk.used += 1;
         self.len += 1;
+        self.mark(pos, wait);
     }
 
     pub(super) fn remove(&mut self, pos: Pos) -> Option<Rec> {
+        self.mark(pos, false);
         let (key, at) = split(pos);
         let chunk = self.order.get_mut(&key)?;
         let i = std::mem::replace(&mut chunk.slot[at], NONE);
@@ -225,47 +286,30 @@ impl Queue {
     }
 }
 
-/// The wait index the Sync alarm is read from (SPEC §4.6 "Sync alarm"): the positions of the
-/// `wait` delays in a min-heap that is pruned lazily (an entry whose delay left `wait` stays
-/// until it reaches the top; the owner prunes the top after every change, so the top is
-/// always a `wait` delay), and the timed delays that are not `wait` (active, blocked) by
-/// alarm, since the scheduler's scan also stops at those.
+/// The timed delays that are not `wait` (active, blocked) by alarm: the scheduler's scan for
+/// the Sync alarm (SPEC §4.6) also stops at those.
 #[derive(Default, Debug)]
-pub(super) struct Waits {
-    pub(super) heap: BinaryHeap<Reverse<Pos>>,
-    /// Number of `wait` delays.
-    pub(super) count: usize,
-    pub(super) held: BTreeSet<(Stamp, Pos)>,
+pub(super) struct Held {
+    pub(super) set: BTreeSet<(Stamp, Pos)>,
 }
 
-impl Waits {
+impl Held {
     pub(super) fn add(&mut self, pos: Pos, status: Status, alarm: Stamp) {
-        if status == Status::Wait {
-            self.heap.push(Reverse(pos));
-            self.count += 1;
-        } else if alarm != Stamp::default() {
-            self.held.insert((alarm, pos));
+        if status != Status::Wait && alarm != Stamp::default() {
+            self.set.insert((alarm, pos));
         }
     }
 
-    /// Leaves the heap entry to be pruned (see the type's doc).
     pub(super) fn remove(&mut self, pos: Pos, status: Status, alarm: Stamp) {
-        if status == Status::Wait {
-            self.count -= 1;
-        } else if alarm != Stamp::default() {
-            self.held.remove(&(alarm, pos));
+        if status != Status::Wait && alarm != Stamp::default() {
+            self.set.remove(&(alarm, pos));
         }
-    }
-
-    /// The first `wait` position, once the top has been pruned.
-    pub(super) fn first(&self) -> Option<Pos> {
-        self.heap.peek().map(|r| r.0)
     }
 
     /// The latest alarm after `floor` of a delay that is not `wait` and sits before `before`.
     /// Costs O(log n) plus the held delays behind `before` with alarms later than that.
     pub(super) fn held_in_front(&self, before: Pos, floor: Stamp) -> Option<Stamp> {
-        self.held
+        self.set
             .iter()
             .rev()
             .take_while(|(t, _)| *t > floor)

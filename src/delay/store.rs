@@ -1,5 +1,5 @@
 //! How a delay enters and leaves the storage of a [`DelayList`]: appending, taking the place
-//! of a replaced delay, taking out, the tree and wait indexes kept in step, status changes,
+//! of a replaced delay, taking out, the tree and alarm indexes kept in step, status changes,
 //! and (tests) the check of every index against one rebuilt from the queue.
 //!
 //! Owns: these private methods of [`DelayList`]. Must not touch: the combine rules and the
@@ -54,7 +54,7 @@ impl DelayList {
             alarm: new.alarm,
             blocked_by,
         };
-        self.waits.add(pos, status, new.alarm);
+        self.held.add(pos, status, new.alarm);
         self.queue.insert(pos, rec);
         DelayId::of(pos, gen)
     }
@@ -63,7 +63,7 @@ impl DelayList {
     /// links are left to the caller: a replacement inherits them through the position.
     pub(super) fn take(&mut self, pos: Pos) -> Option<Taken> {
         let rec = self.queue.remove(pos)?;
-        self.waits.remove(pos, rec.status, rec.alarm);
+        self.held.remove(pos, rec.status, rec.alarm);
         let (path, path2) = self.unindex(&rec, pos);
         Some((rec, path, path2))
     }
@@ -119,7 +119,7 @@ impl DelayList {
         (path, path2)
     }
 
-    /// Changes status and alarm of a queued delay, keeping the wait index in step.
+    /// Changes status and alarm of a queued delay, keeping the wait marks in step.
     pub(super) fn restate(
         &mut self,
         id: DelayId,
@@ -133,31 +133,11 @@ impl DelayList {
         };
         let (status, alarm) = change(d);
         let (old_status, old_alarm) = (d.status, d.alarm);
-        d.status = status;
         d.alarm = alarm;
-        self.waits.remove(pos, old_status, old_alarm);
-        self.waits.add(pos, status, alarm);
-        self.prune_waits();
+        self.queue.set_status(pos, status);
+        self.held.remove(pos, old_status, old_alarm);
+        self.held.add(pos, status, alarm);
         true
-    }
-
-    /// Drops heap entries whose delay left `wait` from the top of the wait heap, and rebuilds
-    /// the heap once stale entries outnumber the delays (amortized O(log n) per change).
-    pub(super) fn prune_waits(&mut self) {
-        let Self { queue, waits, .. } = self;
-        if waits.heap.len() > 2 * queue.len() + 64 {
-            waits.heap = queue
-                .after(None)
-                .filter(|(_, r)| r.status == Status::Wait)
-                .map(|(p, _)| Reverse(p))
-                .collect();
-        }
-        while let Some(&Reverse(top)) = waits.heap.peek() {
-            if queue.get(top).is_some_and(|r| r.status == Status::Wait) {
-                break;
-            }
-            waits.heap.pop();
-        }
     }
 
     /// Rebuilds every index from the queue and compares (tests only).
@@ -173,7 +153,12 @@ impl DelayList {
         for (pos, r) in self.queue.after(None) {
             let d = self.view(pos, r);
             fresh.index(d.kind, d.path.clone(), d.path2.cloned(), pos);
-            fresh.waits.add(pos, r.status, r.alarm);
+            fresh.held.add(pos, r.status, r.alarm);
+            assert_eq!(
+                self.queue.marked(pos),
+                r.status == Status::Wait,
+                "wait mark"
+            );
             assert_eq!(
                 self.get(d.id).map(|x| x.id),
                 Some(d.id),
@@ -200,11 +185,13 @@ impl DelayList {
         assert_eq!(self.tree.summary(), fresh.tree.summary(), "path tree");
         assert_eq!(self.detached, fresh.detached);
         assert_eq!(self.synthetic, fresh.synthetic);
-        assert_eq!(self.waits.count, waits.len(), "wait count");
-        assert_eq!(self.waits.first(), waits.first().copied(), "wait heap top");
-        let heaped: BTreeSet<Pos> = self.waits.heap.iter().map(|r| r.0).collect();
-        assert!(waits.is_subset(&heaped), "every wait delay is in the heap");
-        assert_eq!(self.waits.held, fresh.waits.held);
+        assert_eq!(self.queue.wait_count(), waits.len(), "wait count");
+        assert_eq!(
+            self.queue.first_wait(),
+            waits.first().copied(),
+            "first wait"
+        );
+        assert_eq!(self.held.set, fresh.held.set);
     }
 }
 
