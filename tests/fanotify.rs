@@ -372,3 +372,29 @@ both_monitors! {
         d.wait_trees_equal(&dir.src(), &dir.dst());
     }
 }
+
+#[test]
+fn a_nested_source_moved_by_a_rename_in_the_outer_one_is_away_until_back() {
+    rsync_path();
+    let dir = TestDir::with_monitor(Mon::Fanotify);
+    dir.write("src/mid/inner/a", "a\n");
+    dir.mkdir("dst2");
+    let cfg = dir.config(
+        "nested.lua",
+        "sync{ default.rsync, source = \"src\", target = \"dst\", delay = 0 }\n\
+         sync{ default.rsync, source = \"src/mid/inner\", target = \"dst2\", delay = 0 }\n",
+    );
+    let mut d = Daemon::config(&dir, &cfg, &[] as &[&str]);
+    d.wait_log_count("finished.", 2);
+    d.wait_trees_equal(&dir.path("src/mid/inner"), &dir.path("dst2"));
+    // The directory above the nested source moves: no event of the source's own.
+    dir.rename("src/mid", "src/elsewhere");
+    d.wait_log("/src/mid/inner/ was moved away; no transfer until it is back");
+    // The outer sync goes on as usual.
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    dir.write("src/elsewhere/inner/meanwhile", "m\n");
+    dir.rename("src/elsewhere", "src/mid");
+    d.wait_log("/src/mid/inner/ is back; a full transfer follows");
+    d.wait_trees_equal(&dir.path("src/mid/inner"), &dir.path("dst2"));
+    assert!(!d.log().contains("Sync1: source "), "{}", d.log());
+}

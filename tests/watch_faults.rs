@@ -1,5 +1,6 @@
 //! Watch failures of the inotify monitor (issue "never die, never lose", points 6 and 12): a
-//! source root moved away or deleted and later back, a source root that cannot be watched at
+//! source root moved away or deleted and later back (with both monitors), a source root that
+//! cannot be watched at
 //! startup, a sub-directory that cannot be watched until it is made readable. Real inotify,
 //! real rsync; the unreadable cases run the daemon as `nobody` (through `setpriv`), because
 //! root reads every directory.
@@ -60,49 +61,51 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-#[test]
-fn source_moved_away_and_back_gets_a_full_transfer_and_the_target_is_kept() {
-    let dir = TestDir::new();
-    let mut d = started(&dir, "src/sub");
-    dir.rename("src", "away");
-    d.wait_log("source ");
-    d.wait_log(" was moved away; no transfer until it is back");
-    // Created while the source is away: no event can tell of it.
-    dir.write("away/sub/meanwhile", "m\n");
-    dir.write("away/new", "n\n");
-    let gone = "State: source directory gone; no transfer until it is back";
-    d.wait_for("the status file saying so", || {
-        dir.read("status")
-            .is_some_and(|s| String::from_utf8_lossy(&s).contains(gone))
-    });
-    // Nothing ran against the target meanwhile: it still holds what it had.
-    assert_eq!(dir.read("dst/sub/a").as_deref(), Some(&b"a\n"[..]));
-    dir.rename("away", "src");
-    d.wait_log(" is back; a full transfer follows");
-    d.wait_trees_equal(&dir.src(), &dir.dst());
-    assert_eq!(dir.read("dst/sub/meanwhile").as_deref(), Some(&b"m\n"[..]));
-    // Watched again: a later change syncs as usual.
-    dir.write("src/sub/later", "l\n");
-    d.wait_for("src/sub/later synced", || dir.exists("dst/sub/later"));
-    assert!(d.try_exit().is_none(), "{}", d.log());
-    // No transfer was tried from the moved tree under the old path.
-    assert!(!d.log().contains("transfer failed"), "{}", d.log());
+both_monitors! {
+    fn source_moved_away_and_back_gets_a_full_transfer_and_the_target_is_kept(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let mut d = started(&dir, "src/sub");
+        dir.rename("src", "away");
+        d.wait_log("source ");
+        d.wait_log(" was moved away; no transfer until it is back");
+        // Created while the source is away: no event can tell of it.
+        dir.write("away/sub/meanwhile", "m\n");
+        dir.write("away/new", "n\n");
+        let gone = "State: source directory gone; no transfer until it is back";
+        d.wait_for("the status file saying so", || {
+            dir.read("status")
+                .is_some_and(|s| String::from_utf8_lossy(&s).contains(gone))
+        });
+        // Nothing ran against the target meanwhile: it still holds what it had.
+        assert_eq!(dir.read("dst/sub/a").as_deref(), Some(&b"a\n"[..]));
+        dir.rename("away", "src");
+        d.wait_log(" is back; a full transfer follows");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(dir.read("dst/sub/meanwhile").as_deref(), Some(&b"m\n"[..]));
+        // Watched again: a later change syncs as usual.
+        dir.write("src/sub/later", "l\n");
+        d.wait_for("src/sub/later synced", || dir.exists("dst/sub/later"));
+        assert!(d.try_exit().is_none(), "{}", d.log());
+        // No transfer was tried from the moved tree under the old path.
+        assert!(!d.log().contains("transfer failed"), "{}", d.log());
+    }
 }
 
-#[test]
-fn source_deleted_and_recreated_is_synced_once_back() {
-    let dir = TestDir::new();
-    let mut d = started(&dir, "src/d");
-    fs::remove_dir_all(dir.src()).unwrap();
-    d.wait_log(" was deleted; no transfer until it is back");
-    // Recreated with other content (e.g. restored): mirrored once it is back.
-    dir.mkdir("src/e");
-    dir.write("src/e/restored", "r\n");
-    d.wait_log(" is back; a full transfer follows");
-    d.wait_trees_equal(&dir.src(), &dir.dst());
-    dir.write("src/e/later", "l\n");
-    d.wait_for("src/e/later synced", || dir.exists("dst/e/later"));
-    assert!(d.try_exit().is_none(), "{}", d.log());
+both_monitors! {
+    fn source_deleted_and_recreated_is_synced_once_back(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let mut d = started(&dir, "src/d");
+        fs::remove_dir_all(dir.src()).unwrap();
+        d.wait_log(" was deleted; no transfer until it is back");
+        // Recreated with other content (e.g. restored): mirrored once it is back.
+        dir.mkdir("src/e");
+        dir.write("src/e/restored", "r\n");
+        d.wait_log(" is back; a full transfer follows");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        dir.write("src/e/later", "l\n");
+        d.wait_for("src/e/later synced", || dir.exists("dst/e/later"));
+        assert!(d.try_exit().is_none(), "{}", d.log());
+    }
 }
 
 #[test]

@@ -301,9 +301,6 @@ impl<'a> Run<'a> {
         let outcome = self.watcher.read(&mut self.fs_events, &mut |m, dir| {
             core.borrow().concerns(m, dir)
         });
-        for note in self.watcher.take_notes() {
-            log::normal(note);
-        }
         match outcome.map_err(|e| exit(watch_error(e)))? {
             ReadOutcome::Overflow => {
                 log::normal("--- OVERFLOW in event queue ---");

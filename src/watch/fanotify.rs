@@ -7,7 +7,7 @@
 //! filesystem to decode handles with, the directory-handle cache, the preflight that says why a
 //! source cannot be watched this way, and the translation of records into [`FsEvent`]s.
 //! Must not touch: syncs, delays, excludes (asked through the `concerns` callback, as the
-//! inotify monitor does), Lua, logging (notes for the log are handed out by [`Fanotify::take_notes`]).
+//! inotify monitor does), Lua, logging.
 //!
 //! # How records become events
 //!
@@ -38,10 +38,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
-use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, WatchError, READ_BATCH};
+use super::{
+    FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootEvent, WatchError, READ_BATCH,
+};
 use crate::sys;
 
 mod moves;
+mod roots;
+
+use roots::Root;
 
 /// The directory cache is cleared when it reaches this many entries (about 100 bytes each).
 const CACHE_MAX: usize = 65536;
@@ -72,13 +77,6 @@ struct Marked {
     fs_name: &'static str,
 }
 
-/// A source root: its path (ending in `/`) and its own handle (for DELETE_SELF/MOVE_SELF).
-#[derive(Debug)]
-struct Root {
-    path: Vec<u8>,
-    handle: Vec<u8>,
-}
-
 /// Counters for the status file.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Stats {
@@ -101,7 +99,8 @@ pub(crate) struct Fanotify {
     key: Vec<u8>,
     buf: Vec<u8>,
     batch: usize,
-    notes: Vec<String>,
+    /// Source roots that went away or came back, not handed out yet (see `roots`).
+    root_events: Vec<RootEvent>,
     /// Paths of the non-rename records handled in the current `read` (see `rename_events`).
     touched: HashSet<Vec<u8>>,
     /// File moves handed out lately, corrected by later directory renames (see `moves`).
@@ -179,6 +178,35 @@ fn mounts_below(dir: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     out
+}
+
+/// The mount id of an open file (`/proc/self/fdinfo`).
+fn mnt_id(f: &File) -> Option<u64> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd())).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The root directory of the mount `dir` (open) lies on, opened, or `dir` itself when it cannot
+/// be found. Handles are decoded through it: an fd held on a source root itself would keep the
+/// root's dentry alive, and the kernel reports a directory's `FAN_DELETE_SELF` only once its
+/// last reference is gone.
+fn mount_root(dir: File) -> File {
+    let Some(id) = mnt_id(&dir) else { return dir };
+    let Ok(info) = std::fs::read("/proc/self/mountinfo") else {
+        return dir;
+    };
+    let point = info.split(|&b| b == b'\n').find_map(|line| {
+        let mut fields = line.split(|&b| b == b' ');
+        let this: u64 = std::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+        (this == id).then(|| fields.nth(3).map(unescape_octal))?
+    });
+    let root = point.and_then(|p| File::open(std::ffi::OsStr::from_bytes(&p)).ok());
+    match root {
+        Some(r) if mnt_id(&r) == Some(id) => r,
+        _ => dir,
+    }
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -449,7 +477,7 @@ impl Fanotify {
             key: Vec::new(),
             buf: vec![0; READ_BUF],
             batch: READ_BATCH,
-            notes: Vec::new(),
+            root_events: Vec::new(),
             touched: HashSet::new(),
             moves: moves::RecentMoves::default(),
             stats: Stats::default(),
@@ -473,55 +501,12 @@ impl Fanotify {
         }
     }
 
-    /// Log lines gathered while reading (a source root deleted or moved away).
-    pub(crate) fn take_notes(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.notes)
-    }
-
-    /// Watches the source `dir` (absolute, ending in `/`): marks its filesystem and those of
-    /// the mounts below it, after checking each can be watched, and puts an inode mark on the
-    /// root. Nothing is walked.
-    pub(crate) fn add_root(&mut self, dir: &[u8]) -> Result<(), Refusal> {
-        let mut points = vec![dir.to_vec()];
-        points.extend(mounts_below(dir));
-        for p in &points {
-            self.mark_filesystem(p)?;
-        }
-        let bare = &dir[..dir.len().saturating_sub(1).max(1)];
-        let (_, handle) = sys::name_to_handle(bare).map_err(|e| {
-            Refusal(format!(
-                "no file handle for {} (name_to_handle_at: {})",
-                lossy(dir),
-                errno_name(&e)
-            ))
-        })?;
-        sys::fanotify_mark(
-            self.group.as_fd(),
-            libc::FAN_MARK_ADD,
-            libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF | libc::FAN_ONDIR,
-            bare,
-        )
-        .map_err(|e| {
-            Refusal(format!(
-                "cannot mark the source root {} (fanotify_mark: {})",
-                lossy(dir),
-                errno_name(&e)
-            ))
-        })?;
-        self.roots.push(Root {
-            path: dir.to_vec(),
-            handle,
-        });
-        self.cache.clear();
-        Ok(())
-    }
-
     /// Preflight and mark for the filesystem holding `dir` (ending in `/`).
     fn mark_filesystem(&mut self, dir: &[u8]) -> Result<(), Refusal> {
         let bare = &dir[..dir.len().saturating_sub(1).max(1)];
-        let mount_fd = std::fs::File::open(Path::new(std::ffi::OsStr::from_bytes(bare)))
+        let opened = std::fs::File::open(Path::new(std::ffi::OsStr::from_bytes(bare)))
             .map_err(|e| Refusal(format!("cannot open {}: {e}", lossy(dir))))?;
-        let mount_fd = OwnedFd::from(mount_fd);
+        let mount_fd = OwnedFd::from(mount_root(opened));
         let (f_type, fsid) = sys::fs_type_and_id(mount_fd.as_fd())
             .map_err(|e| Refusal(format!("cannot statfs {}: {e}", lossy(dir))))?;
         let name = fs_name(f_type);
@@ -660,6 +645,9 @@ impl Fanotify {
             }
             let start = out.len();
             let moved_dir = to.clone().filter(|_| is_dir);
+            if let Some(a) = from.as_deref().filter(|_| is_dir) {
+                self.dir_renamed(a);
+            }
             rename_events(from, to, is_dir, &self.touched, out);
             if let Some(FsEvent {
                 kind: FsKind::Move,
@@ -716,23 +704,6 @@ impl Fanotify {
                 bare.rsplit(|&b| b == b'/').next() == Some(d.name)
             })
         })
-    }
-
-    fn root_self_event(&mut self, ev: RawEvent<'_>) {
-        let Some(d) = ev.dirs[0] else { return };
-        let what = if ev.mask & libc::FAN_DELETE_SELF != 0 {
-            "deleted"
-        } else {
-            "moved away"
-        };
-        if let Some(r) = self.roots.iter().find(|r| r.handle == d.handle) {
-            self.notes.push(format!(
-                "Source {} was {what}: no events from it until a directory of that name \
-                 is there again",
-                lossy(&r.path)
-            ));
-        }
-        self.cache.clear();
     }
 
     /// The absolute path of the record's entry (`/` appended for a directory), if it lies in
@@ -805,7 +776,7 @@ impl Fanotify {
     /// from that root down concerned: the directories the inotify monitor would watch.
     fn watched(&self, dir: &[u8], concerns: &mut dyn FnMut(&[u8]) -> bool) -> bool {
         self.roots.iter().any(|r| {
-            if !dir.starts_with(&r.path) {
+            if r.away.is_some() || !dir.starts_with(&r.path) {
                 return false;
             }
             let mut end = r.path.len();

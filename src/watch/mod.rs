@@ -294,15 +294,22 @@ impl Monitors {
     /// The source roots that went away or came back since the last call (see
     /// [`RootEvent`]); after [`Monitors::read`] and [`Monitors::check_roots`].
     pub(crate) fn take_root_events(&mut self) -> Vec<RootEvent> {
-        self.inotify
+        let mut events = self
+            .inotify
             .as_mut()
             .map(Watcher::take_root_events)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(f) = &mut self.fanotify {
+            events.extend(f.take_root_events());
+        }
+        events
     }
 
     /// When the event loop must wake up to look for a source root that is away.
     pub(crate) fn next_root_check(&self) -> Option<Instant> {
-        self.inotify.as_ref().and_then(Watcher::next_root_check)
+        let ino = self.inotify.as_ref().and_then(Watcher::next_root_check);
+        let fan = self.fanotify.as_ref().and_then(Fanotify::next_root_check);
+        ino.into_iter().chain(fan).min()
     }
 
     /// Looks for the absent source roots that are due (see [`Monitors::next_root_check`]);
@@ -315,15 +322,10 @@ impl Monitors {
         if let Some(w) = &mut self.inotify {
             w.check_roots(now, &mut |d| concerns(Monitor::Inotify, d))?;
         }
+        if let Some(f) = &mut self.fanotify {
+            f.check_roots(now);
+        }
         Ok(())
-    }
-
-    /// Log lines the monitors gathered while reading.
-    pub(crate) fn take_notes(&mut self) -> Vec<String> {
-        self.fanotify
-            .as_mut()
-            .map(Fanotify::take_notes)
-            .unwrap_or_default()
     }
 
     /// Number of inotify watches.
