@@ -1,7 +1,9 @@
 //! The fanotify monitor (`-monitor fanotify`, `monitor = "auto"`): bursts no per-directory
 //! watch could keep up with, renames of big trees across the source's border, deletions with
 //! events pending, the drop of events outside the source, queue overflow, and the preflight
-//! (capabilities dropped, overlayfs). fanotify runs happen on a private tmpfs in a private
+//! (CAP_SYS_ADMIN or CAP_DAC_READ_SEARCH dropped, overlayfs), a mount below the source, a nested
+//! source moved by a rename above it, moves read after their directory's rename, and the
+//! monitor named in the JSON status and metrics. fanotify runs happen on a private tmpfs in a private
 //! mount namespace (`util::privfs`), so the filesystem-wide mark sees this test's events only.
 //! Tests that make sense for both monitors run twice (`both_monitors!`).
 
@@ -197,64 +199,71 @@ fn writes_outside_the_source_are_dropped_by_the_monitor() {
     assert!(events.iter().all(|e| e.ends_with(": /marker")), "{log}");
 }
 
-/// `setpriv` runs lsyncd without CAP_SYS_ADMIN (dropped from the bounding set, so root's exec
-/// cannot get it back).
-fn without_sys_admin(dir: &TestDir, args: &[&str]) -> Command {
-    let mut cmd = Command::new("setpriv");
-    cmd.args([
-        "--bounding-set",
-        "-sys_admin",
-        "--inh-caps",
-        "-sys_admin",
-        "--",
-    ])
-    .arg(lsyncd_bin())
-    .args(args)
-    .current_dir(dir.root());
+/// `setpriv` running lsyncd inside the test dir's namespace without capability `cap` (dropped
+/// from the bounding set, so root's exec cannot get it back).
+fn without_cap(dir: &TestDir, cap: &str, args: &[&str]) -> Command {
+    let mut cmd = dir.command("setpriv");
+    let drop = format!("-{cap}");
+    cmd.args(["--bounding-set", &drop, "--inh-caps", &drop, "--"])
+        .arg(lsyncd_bin())
+        .args(args);
     cmd
 }
 
-#[test]
-fn auto_falls_back_to_inotify_naming_the_reason_without_cap_sys_admin() {
+/// Without capability `cap`, an explicit `-monitor fanotify` is a startup error naming
+/// `reason`, and `-monitor auto` uses inotify with one log line naming it, and syncs.
+fn missing_capability(cap: &str, reason: &str) {
     rsync_path();
-    let dir = TestDir::new();
+    let dir = TestDir::with_monitor(Mon::Fanotify);
     let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
-    let args = [
-        "-nodaemon",
-        "-monitor",
-        "auto",
-        "-delay",
-        "1",
-        "-rsync",
-        &src,
-        &dst,
-    ];
-    let mut d = Daemon::spawn(&dir, without_sys_admin(&dir, &args));
-    d.wait_log(
-        "Sync1: monitor auto uses inotify: fanotify is not usable: fanotify monitor needs \
-         CAP_SYS_ADMIN (fanotify_mark: EPERM)",
-    );
+    let args = |monitor| {
+        [
+            "-nodaemon",
+            "-monitor",
+            monitor,
+            "-delay",
+            "1",
+            "-rsync",
+            &src,
+            &dst,
+        ]
+    };
+    let mut d = Daemon::spawn(&dir, without_cap(&dir, cap, &args("fanotify")));
+    assert_eq!(d.wait_exit(TIMEOUT), Some(255), "{}", d.log());
+    let want = format!("Error: Sync1: cannot use the fanotify monitor: {reason}");
+    assert!(d.log().contains(&want), "{}", d.log());
+    let mut d = Daemon::spawn(&dir, without_cap(&dir, cap, &args("auto")));
+    d.wait_log(&format!(
+        "Sync1: monitor auto uses inotify: fanotify is not usable: {reason}"
+    ));
     d.wait_log("Sync1: watching");
     assert!(d.log().contains(" with inotify"), "{}", d.log());
+    assert_eq!(
+        d.log().matches("fanotify is not usable").count(),
+        1,
+        "{}",
+        d.log()
+    );
     d.wait_startup();
     dir.write("src/a/b/f", "f\n");
     d.wait_trees_equal(&dir.src(), &dir.dst());
 }
 
 #[test]
-fn explicit_fanotify_without_cap_sys_admin_is_a_startup_error() {
-    let dir = TestDir::new();
-    let (src, dst) = (dir.path_str("src"), dir.path_str("dst"));
-    let args = ["-nodaemon", "-monitor", "fanotify", "-rsync", &src, &dst];
-    let mut d = Daemon::spawn(&dir, without_sys_admin(&dir, &args));
-    assert_eq!(d.wait_exit(TIMEOUT), Some(255), "{}", d.log());
-    assert!(
-        d.log().contains(
-            "Error: Sync1: cannot use the fanotify monitor: fanotify monitor needs \
-             CAP_SYS_ADMIN (fanotify_mark: EPERM)"
-        ),
-        "{}",
-        d.log()
+fn without_cap_sys_admin_auto_falls_back_and_explicit_fanotify_fails() {
+    missing_capability(
+        "sys_admin",
+        "fanotify monitor needs CAP_SYS_ADMIN (fanotify_mark: EPERM)",
+    );
+}
+
+/// fanotify events arrive without CAP_DAC_READ_SEARCH, but their directory handles cannot
+/// be opened.
+#[test]
+fn without_cap_dac_read_search_auto_falls_back_and_explicit_fanotify_fails() {
+    missing_capability(
+        "dac_read_search",
+        "fanotify monitor needs CAP_DAC_READ_SEARCH (open_by_handle_at: EPERM)",
     );
 }
 
@@ -397,4 +406,56 @@ fn a_nested_source_moved_by_a_rename_in_the_outer_one_is_away_until_back() {
     d.wait_log("/src/mid/inner/ is back; a full transfer follows");
     d.wait_trees_equal(&dir.path("src/mid/inner"), &dir.path("dst2"));
     assert!(!d.log().contains("Sync1: source "), "{}", d.log());
+}
+
+#[test]
+fn json_status_and_metrics_name_each_syncs_monitor() {
+    rsync_path();
+    let dir = TestDir::with_monitor(Mon::Fanotify);
+    dir.mkdir("src2");
+    dir.mkdir("dst2");
+    let cfg = dir.config(
+        "json.lua",
+        "settings{ statusFile = \"status.json\", statusFormat = \"json\", \
+         metricsFile = \"lsyncd.prom\", statusInterval = 1, monitor = \"fanotify\" }\n\
+         sync{ default.rsync, source = \"src\", target = \"dst\", delay = 0 }\n\
+         sync{ default.rsync, source = \"src2\", target = \"dst2\", delay = 0, \
+         monitor = \"inotify\" }\n",
+    );
+    let mut cmd = dir.command(lsyncd_bin());
+    cmd.args(["-nodaemon"]).arg(&cfg);
+    let mut d = Daemon::spawn(&dir, cmd);
+    d.wait_log_count("finished.", 2);
+    let json = || -> Option<serde_json::Value> {
+        serde_json::from_slice(&fs::read(dir.path("status.json")).ok()?).ok()
+    };
+    d.wait_for("the JSON status", || json().is_some());
+    let j = json().expect("JSON status");
+    assert_eq!(j["monitor"], "inotify+fanotify", "{j}");
+    assert_eq!(j["syncs"][0]["monitor"], "fanotify", "{j}");
+    assert_eq!(j["syncs"][1]["monitor"], "inotify", "{j}");
+    d.wait_for("the metrics file", || dir.exists("lsyncd.prom"));
+    let prom = String::from_utf8(dir.read("lsyncd.prom").unwrap_or_default()).unwrap_or_default();
+    assert!(prom.contains("monitor=\"inotify+fanotify\""), "{prom}");
+}
+
+#[test]
+fn a_mount_below_the_source_is_marked_and_its_changes_arrive() {
+    let dir = TestDir::with_monitor(Mon::Fanotify);
+    dir.mkdir("src/sub");
+    let mounted = dir
+        .command("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "below", "src/sub"])
+        .status()
+        .expect("run mount");
+    assert!(mounted.success());
+    let mut d = mirror(&dir, "1", &[]);
+    // The tmpfs is another filesystem: the source's mark alone would not see this.
+    dir.write("src/sub/deep/file", "below\n");
+    dir.write("src/top", "top\n");
+    d.wait_trees_equal(&dir.src(), &dir.dst());
+    assert_eq!(
+        dir.read("dst/sub/deep/file").as_deref(),
+        Some(&b"below\n"[..])
+    );
 }

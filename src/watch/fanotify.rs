@@ -228,17 +228,51 @@ fn unescape_octal(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Why a filesystem mark failed; `on` says which directory is on which filesystem.
-fn mark_refusal(e: &io::Error, on: &str) -> Refusal {
+// The preflight's decisions are pure functions of the facts (errno, filesystem type, kernel
+// release), so every reason is tested, including those this machine cannot produce.
+
+/// Why `fanotify_init` failed, on kernel `release`.
+fn init_refusal(e: &io::Error, release: &str) -> Refusal {
+    Refusal(match e.raw_os_error() {
+        Some(libc::EPERM) => "fanotify monitor needs CAP_SYS_ADMIN (fanotify_init: EPERM)".into(),
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => format!(
+            "kernel too old for the fanotify monitor (Linux {release}; FAN_REPORT_DFID_NAME \
+             needs 5.9, FAN_RENAME 5.17; fanotify_init: {})",
+            errno_name(e)
+        ),
+        _ => format!("fanotify_init failed: {e}"),
+    })
+}
+
+/// Why `dir` (ending in `/`) cannot be watched because of its filesystem type (named by
+/// [`fs_name`]), before any mark is tried.
+fn fs_refusal(name: &str, dir: &[u8]) -> Option<Refusal> {
+    let on = |what: &str| format!("{} is on {what}", lossy(dir));
+    match name {
+        "overlayfs" => Some(Refusal(format!(
+            "{}: fanotify cannot decode its file handles; use inotify",
+            on("overlayfs")
+        ))),
+        "nfs" | "cifs" | "smb2" | "fuse" => Some(Refusal(format!(
+            "{}: a filesystem mark sees only local changes and needs decodable handles; use \
+             inotify",
+            on(name)
+        ))),
+        _ => None,
+    }
+}
+
+/// Why a filesystem mark failed on kernel `release`; `on` says which directory is on which
+/// filesystem.
+fn mark_refusal(e: &io::Error, on: &str, release: &str) -> Refusal {
     let errno = errno_name(e);
     Refusal(match e.raw_os_error() {
         Some(libc::EPERM) => {
             format!("fanotify monitor needs CAP_SYS_ADMIN (fanotify_mark: {errno})")
         }
         Some(libc::EINVAL) => format!(
-            "kernel too old for the fanotify monitor (Linux {}; FAN_RENAME needs 5.17; \
-             fanotify_mark: {errno})",
-            kernel_release()
+            "kernel too old for the fanotify monitor (Linux {release}; FAN_RENAME needs 5.17; \
+             fanotify_mark: {errno})"
         ),
         Some(libc::EXDEV) => format!(
             "{on}: a btrfs subvolume cannot get a filesystem mark (fanotify_mark: {errno}); use \
@@ -454,20 +488,7 @@ impl Fanotify {
             | libc::FAN_REPORT_DFID_NAME
             | libc::FAN_CLOEXEC
             | libc::FAN_NONBLOCK;
-        let fd = sys::fanotify_init(flags).map_err(|e| {
-            Refusal(match e.raw_os_error() {
-                Some(libc::EPERM) => {
-                    "fanotify monitor needs CAP_SYS_ADMIN (fanotify_init: EPERM)".into()
-                }
-                Some(libc::EINVAL) | Some(libc::ENOSYS) => format!(
-                    "kernel too old for the fanotify monitor (Linux {}; FAN_REPORT_DFID_NAME \
-                     needs 5.9, FAN_RENAME 5.17; fanotify_init: {})",
-                    kernel_release(),
-                    errno_name(&e)
-                ),
-                _ => format!("fanotify_init failed: {e}"),
-            })
-        })?;
+        let fd = sys::fanotify_init(flags).map_err(|e| init_refusal(&e, &kernel_release()))?;
         Ok(Fanotify {
             group: File::from(fd),
             mask: fs_mask(mode),
@@ -511,21 +532,8 @@ impl Fanotify {
             .map_err(|e| Refusal(format!("cannot statfs {}: {e}", lossy(dir))))?;
         let name = fs_name(f_type);
         let on = |what: &str| format!("{} is on {what}", lossy(dir));
-        match name {
-            "overlayfs" => {
-                return Err(Refusal(format!(
-                    "{}: fanotify cannot decode its file handles; use inotify",
-                    on("overlayfs")
-                )))
-            }
-            "nfs" | "cifs" | "smb2" | "fuse" => {
-                return Err(Refusal(format!(
-                    "{}: a filesystem mark sees only local changes and needs decodable \
-                     handles; use inotify",
-                    on(name)
-                )))
-            }
-            _ => {}
+        if let Some(r) = fs_refusal(name, dir) {
+            return Err(r);
         }
         if self.marked.iter().any(|m| m.fsid == fsid) {
             return Ok(());
@@ -541,7 +549,7 @@ impl Fanotify {
             self.mask,
             bare,
         )
-        .map_err(|e| mark_refusal(&e, &on(&fs)))?;
+        .map_err(|e| mark_refusal(&e, &on(&fs), &kernel_release()))?;
         // Decoding handles needs CAP_DAC_READ_SEARCH and a filesystem that can do it.
         let (htype, handle) = sys::name_to_handle(bare).map_err(|e| {
             Refusal(format!(
@@ -907,6 +915,69 @@ mod tests {
         for (mask, want) in cases {
             assert_eq!(classify(mask), want, "{mask:#x}");
         }
+    }
+
+    #[test]
+    fn preflight_names_the_reason_for_each_fact() {
+        let err = io::Error::from_raw_os_error;
+        let on = "/src/ is on btrfs";
+        let cases = [
+            (
+                init_refusal(&err(libc::EPERM), "6.1"),
+                "fanotify monitor needs CAP_SYS_ADMIN (fanotify_init: EPERM)".to_owned(),
+            ),
+            (
+                init_refusal(&err(libc::EINVAL), "5.4.0"),
+                "kernel too old for the fanotify monitor (Linux 5.4.0; FAN_REPORT_DFID_NAME \
+                 needs 5.9, FAN_RENAME 5.17; fanotify_init: EINVAL)"
+                    .to_owned(),
+            ),
+            (
+                mark_refusal(&err(libc::EPERM), on, "6.1"),
+                "fanotify monitor needs CAP_SYS_ADMIN (fanotify_mark: EPERM)".to_owned(),
+            ),
+            (
+                mark_refusal(&err(libc::EINVAL), on, "5.10.0"),
+                "kernel too old for the fanotify monitor (Linux 5.10.0; FAN_RENAME needs 5.17; \
+                 fanotify_mark: EINVAL)"
+                    .to_owned(),
+            ),
+            (
+                mark_refusal(&err(libc::EXDEV), on, "6.1"),
+                format!(
+                    "{on}: a btrfs subvolume cannot get a filesystem mark (fanotify_mark: \
+                     EXDEV); use inotify"
+                ),
+            ),
+            (
+                mark_refusal(&err(libc::ENODEV), "/p/ is on ramfs", "6.1"),
+                "/p/ is on ramfs: it cannot be watched with fanotify (fanotify_mark: ENODEV); \
+                 use inotify"
+                    .to_owned(),
+            ),
+            (
+                fs_refusal("overlayfs", b"/m/").expect("refused"),
+                "/m/ is on overlayfs: fanotify cannot decode its file handles; use inotify"
+                    .to_owned(),
+            ),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.0, want);
+        }
+        for remote in ["nfs", "cifs", "smb2", "fuse"] {
+            let r = fs_refusal(remote, b"/n/").expect("refused");
+            assert!(
+                r.0.starts_with(&format!("/n/ is on {remote}: a filesystem mark sees only")),
+                "{r}"
+            );
+        }
+        for fine in ["tmpfs", "ext4", "xfs", "btrfs", ""] {
+            assert_eq!(fs_refusal(fine, b"/x/"), None, "{fine}");
+        }
+        // The filesystem types are recognised by their magic numbers.
+        assert_eq!(fs_name(0x794c_7630), "overlayfs");
+        assert_eq!(fs_name(0x6969), "nfs");
+        assert_eq!(fs_name(0x6573_5546), "fuse");
     }
 
     #[test]

@@ -123,6 +123,19 @@ impl TestDir {
         }
     }
 
+    /// A command running `program` in the test dir: inside its private mount namespace for a
+    /// fanotify test dir (with no `-monitor` added, unlike [`Daemon::start`]).
+    pub fn command(&self, program: impl AsRef<Path>) -> Command {
+        match &self.fs {
+            Some(fs) => fs.command(program.as_ref()),
+            None => {
+                let mut cmd = Command::new(program.as_ref());
+                cmd.current_dir(self.root());
+                cmd
+            }
+        }
+    }
+
     /// The private mount namespace (`/proc/PID/ns/mnt`) of a fanotify test dir.
     pub fn mount_ns(&self) -> Option<String> {
         self.fs.as_ref().map(privfs::PrivateFs::mount_ns)
