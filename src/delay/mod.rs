@@ -273,66 +273,38 @@ fn combine_parts(
     np: &[u8],
     np2: &[u8],
 ) -> Option<Combine> {
+    use Combine::{Replace, Split, Stack, ToDeleteStack};
     use DelayKind::{Create, Delete, Full, Move};
     if matches!(ok, DelayKind::Init | DelayKind::Blanket) {
-        return Some(Combine::Stack);
+        return Some(Stack);
     }
     if ok == Full || nk == Full {
         return None;
     }
     let related = |a: &[u8], b: &[u8]| under(a, b) || under(b, a);
+    let touches = |a: &[u8], b: &[u8]| a == b || related(a, b);
+    // The arms are tried in upstream's order; the first that holds answers.
     let answer = match (ok == Move, nk == Move) {
-        (false, false) => {
-            if op == np && ok == Delete && nk == Create {
-                if is_dir(np) {
-                    Combine::Stack
-                } else {
-                    Combine::Replace
-                }
-            } else if related(np, op) {
-                Combine::Stack
+        (false, false) if op == np && ok == Delete && nk == Create => {
+            if is_dir(np) {
+                Stack
             } else {
-                return None;
+                Replace
             }
         }
-        (true, false) => {
-            if np == op || related(np, op) {
-                Combine::Stack
-            } else if np == op2 {
-                if matches!(nk, Delete | Create) {
-                    Combine::ToDeleteStack
-                } else {
-                    Combine::Stack
-                }
-            } else if related(np, op2) {
-                Combine::Stack
-            } else {
-                return None;
-            }
+        (false, false) if related(np, op) => Stack,
+        (true, false) if touches(np, op) => Stack,
+        (true, false) if np == op2 && matches!(nk, Delete | Create) => ToDeleteStack,
+        (true, false) if touches(np, op2) => Stack,
+        (false, true) if touches(op, np) || touches(op, np2) => Split,
+        // Upstream's fourth equality test compares new.path2 with new.path (never true),
+        // so old.path2 == new.path2 is only caught for directories, by `related`.
+        (true, true)
+            if touches(op, np) || touches(op, np2) || touches(op2, np) || related(op2, np2) =>
+        {
+            Split
         }
-        (false, true) => {
-            if op == np || op == np2 || related(op, np) || related(op, np2) {
-                Combine::Split
-            } else {
-                return None;
-            }
-        }
-        (true, true) => {
-            // Upstream's fourth equality test compares new.path2 with new.path (never true),
-            // so old.path2 == new.path2 is only caught for directories, by `related`.
-            if op == np
-                || op == np2
-                || op2 == np
-                || related(op, np)
-                || related(op, np2)
-                || related(op2, np)
-                || related(op2, np2)
-            {
-                Combine::Split
-            } else {
-                return None;
-            }
-        }
+        _ => return None,
     };
     Some(answer)
 }
