@@ -173,6 +173,109 @@ mod tests {
         out
     }
 
+    /// The names a configuration sees, qualified as the man page writes them: the globals
+    /// the prelude and the layers define, `lsyncd.NAME`, `inlet.NAME`, `event.NAME` and
+    /// `elist.NAME`. Names starting with `_` are private.
+    fn public_api() -> BTreeSet<String> {
+        let lua = crate::sys::new_lua();
+        let builtin: BTreeSet<String> = lua
+            .globals()
+            .pairs::<String, Value>()
+            .map(|kv| kv.expect("pair").0)
+            .collect();
+        let core = std::rc::Rc::new(std::cell::RefCell::new(
+            Core::new(std::time::Instant::now()),
+        ));
+        let api = register_api(&lua, &core).expect("register");
+        lua.load(super::super::PRELUDE)
+            .call::<Value>(api)
+            .expect("prelude");
+        for (name, src) in super::super::LAYERS {
+            lua.load(src).set_name(name).exec().expect("layer");
+        }
+        let keys = |t: Table| -> Vec<String> {
+            t.pairs::<String, Value>()
+                .map(|kv| kv.expect("pair").0)
+                .filter(|k| !k.starts_with('_'))
+                .collect()
+        };
+        let mut out: BTreeSet<String> = keys(lua.globals())
+            .into_iter()
+            .filter(|k| !builtin.contains(k))
+            .collect();
+        let lsyncd: Table = lua.globals().get("lsyncd").expect("lsyncd table");
+        out.extend(keys(lsyncd).into_iter().map(|k| format!("lsyncd.{k}")));
+        // The inlet, event and event-list objects answer through closures; their names are
+        // the prelude's tables of them.
+        let text = super::super::PRELUDE;
+        let block = |open: &str, close: &str| -> &str {
+            let start = text.find(open).expect(open) + open.len();
+            &text[start..start + text[start..].find(close).expect(close)]
+        };
+        for line in block("local function mkinlet( sid )", "\nend\n").lines() {
+            if let Some(rest) = line.trim().strip_prefix("function fns.") {
+                out.insert(format!(
+                    "inlet.{}",
+                    rest.split('(').next().unwrap_or("").trim()
+                ));
+            }
+        }
+        for line in block("local function mkevent(", "\nend\n").lines() {
+            if let Some((_, rest)) = line.split_once("rawset( ev, '") {
+                out.insert(format!("event.{}", rest.split('\'').next().unwrap_or("")));
+            }
+        }
+        for (object, open) in [
+            ("event", "local eventFields = {"),
+            ("elist", "local listFunctions = {"),
+        ] {
+            for line in block(open, "\n}\n").lines() {
+                let Some(rest) = line.strip_prefix('\t') else {
+                    continue;
+                };
+                if let Some((name, _)) = rest.split_once(" = function") {
+                    out.insert(format!("{object}.{name}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// The names `man/lsyncd.1` lists in its "Lua API" section: one per `.B`/`.BR` line.
+    fn listed_in_man_page() -> BTreeSet<String> {
+        let man = include_str!("../../man/lsyncd.1");
+        let start = man
+            .find("\n.SS Lua API\n")
+            .expect("man page has a Lua API section");
+        let section = &man[start + 1..];
+        let section = &section[..section[4..].find("\n.S").map_or(section.len(), |e| e + 4)];
+        section
+            .lines()
+            .filter_map(|l| l.strip_prefix(".BR ").or_else(|| l.strip_prefix(".B ")))
+            .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_man_page_lists_exactly_the_public_api() {
+        let code = public_api();
+        let man = listed_in_man_page();
+        let undocumented: Vec<_> = code.difference(&man).collect();
+        let stale: Vec<_> = man.difference(&code).collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in the man page's Lua API list: {undocumented:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "listed in the man page, not defined: {stale:?}"
+        );
+        assert!(
+            code.contains("spawn") && code.contains("inlet.getEvent"),
+            "{code:?}"
+        );
+    }
+
     #[test]
     fn the_prelude_uses_exactly_the_registered_names() {
         let lua = crate::sys::new_lua();
