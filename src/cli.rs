@@ -475,30 +475,42 @@ pub(crate) fn parse_with(
         log_categories: log_categories(args)?,
         ..Cli::default()
     };
-
-    // Phase A.2: the runner override, only as `--runner` in first position.
-    if args.first().map(|a| a.as_bytes()) == Some(b"--runner") {
-        return Err(match args.get(1) {
-            None => error("Lsyncd Lua-runner file missing after --runner "),
-            Some(file) if runner_exists(file) => error("runner replacement is not supported"),
-            Some(file) => error(format_args!(
-                "Cannot see a runner at '{}'.",
-                file.to_string_lossy()
-            )),
-        });
-    }
-
+    reject_runner(args, runner_exists)?;
     // Phase A.3: help anywhere, even where it would be an option's value.
     if args.iter().any(|a| a == "-help" || a == "--help") {
         return Err(CliExit::Help);
     }
+    let positionals = apply_options(args, &mut cli)?;
+    for shortcut in &mut cli.shortcuts {
+        if let Shortcut::RsyncSsh { sshopts, .. } = shortcut {
+            sshopts.clone_from(&cli.sshopts);
+        }
+    }
+    choose_config(cli, positionals)
+}
 
-    // Phase B: strictly left to right.
+/// Phase A.2: the runner override, only as `--runner` in first position.
+fn reject_runner(args: &[OsString], runner_exists: impl Fn(&OsStr) -> bool) -> Result<(), CliExit> {
+    if args.first().map(|a| a.as_bytes()) != Some(b"--runner") {
+        return Ok(());
+    }
+    Err(match args.get(1) {
+        None => error("Lsyncd Lua-runner file missing after --runner "),
+        Some(file) if runner_exists(file) => error("runner replacement is not supported"),
+        Some(file) => error(format_args!(
+            "Cannot see a runner at '{}'.",
+            file.to_string_lossy()
+        )),
+    })
+}
+
+/// Phase B: the options strictly left to right, each with its values; returns the
+/// positional arguments.
+fn apply_options(args: &[OsString], cli: &mut Cli) -> Result<Vec<OsString>, CliExit> {
     let mut positionals = Vec::new();
     let mut i = 0;
     while let Some(arg) = args.get(i) {
-        let bytes = arg.as_bytes();
-        let Some(after_dash) = bytes.strip_prefix(b"-") else {
+        let Some(after_dash) = arg.as_bytes().strip_prefix(b"-") else {
             positionals.push(arg.clone());
             i += 1;
             continue;
@@ -518,17 +530,14 @@ pub(crate) fn parse_with(
             Arity::Exact(n) => n,
             Arity::ZeroOrOne => available.min(1),
         };
-        apply(flag.action, &args[i + 1..i + 1 + count], &mut cli)?;
+        apply(flag.action, &args[i + 1..i + 1 + count], cli)?;
         i += 1 + count;
     }
+    Ok(positionals)
+}
 
-    for shortcut in &mut cli.shortcuts {
-        if let Shortcut::RsyncSsh { sshopts, .. } = shortcut {
-            sshopts.clone_from(&cli.sshopts);
-        }
-    }
-
-    // Phase C: shortcut syncs or one config file.
+/// Phase C: shortcut syncs or one config file.
+fn choose_config(mut cli: Cli, mut positionals: Vec<OsString>) -> Result<Cli, CliExit> {
     match (cli.shortcuts.is_empty(), positionals.len()) {
         (false, 0) => {}
         (false, _) => {
