@@ -60,22 +60,30 @@ impl Failure {
     }
 }
 
-/// A few words on well-known rsync codes.
-fn exit_meaning(command: &[u8], code: i32) -> &'static str {
+/// rsync's own exit statuses (rsync(1), "EXIT VALUES") that a failure line explains, with
+/// their meaning. These are what an rsync child returns, never this daemon's exit codes
+/// (those are [`crate::exit::ExitCode`]): rsync's 255 means its remote shell failed.
+const RSYNC_EXIT_STATUSES: [(i32, &str); 7] = [
+    (11, "error in file I/O"),
+    (12, "error in rsync protocol data stream"),
+    (23, "partial transfer"),
+    (24, "source files vanished"),
+    (30, "timeout"),
+    (35, "timeout waiting for daemon connection"),
+    (255, "remote shell failed"),
+];
+
+/// ` (meaning)` of a well-known rsync exit status, else nothing.
+fn exit_meaning(command: &[u8], code: i32) -> String {
     let base = command.rsplit(|b| *b == b'/').next().unwrap_or(command);
     if base != b"rsync" {
-        return "";
+        return String::new();
     }
-    match code {
-        11 => " (error in file I/O)",
-        12 => " (error in rsync protocol data stream)",
-        23 => " (partial transfer)",
-        24 => " (source files vanished)",
-        30 => " (timeout)",
-        35 => " (timeout waiting for daemon connection)",
-        255 => " (remote shell failed)",
-        _ => "",
-    }
+    RSYNC_EXIT_STATUSES
+        .iter()
+        .find(|(status, _)| *status == code)
+        .map(|(_, meaning)| format!(" ({meaning})"))
+        .unwrap_or_default()
 }
 
 /// `SIGKILL`, `SIGTERM`, ... or `signal N`.
@@ -338,5 +346,23 @@ mod tests {
         assert_eq!(signal_name(libc::SIGKILL), "SIGKILL");
         assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
         assert_eq!(signal_name(64), "signal 64");
+    }
+
+    #[test]
+    fn rsync_exit_statuses_are_explained_only_for_rsync() {
+        let exit = |command: &[u8], code| Failure::Exit {
+            command: command.to_vec(),
+            code,
+        };
+        assert_eq!(
+            exit(b"/usr/bin/rsync", 255).describe(),
+            "/usr/bin/rsync exited with 255 (remote shell failed)"
+        );
+        assert_eq!(
+            exit(b"rsync", 23).describe(),
+            "rsync exited with 23 (partial transfer)"
+        );
+        assert_eq!(exit(b"rsync", 1).describe(), "rsync exited with 1");
+        assert_eq!(exit(b"/bin/cp", 255).describe(), "/bin/cp exited with 255");
     }
 }

@@ -568,8 +568,8 @@ mod tests {
             (0, Some(0)),
             (3 << 8, Some(3)),
             (0xff << 8, Some(0xff)),
-            (libc::SIGKILL, Some(137)),
-            (libc::SIGTERM, Some(143)),
+            (libc::SIGKILL, Some(128 + libc::SIGKILL)),
+            (libc::SIGTERM, Some(128 + libc::SIGTERM)),
             (libc::SIGSEGV | 0x80, Some(128 + libc::SIGSEGV)), // core dumped
             ((libc::SIGSTOP << 8) | 0x7f, None),               // stopped
             (0xffff, None),                                    // continued
