@@ -537,6 +537,7 @@ function observefd( fd, ready, writey )
 	if math.type( fd ) ~= 'integer' or fd < 0 then
 		raise( 'observefd: the fd must be an integer >= 0', 2 )
 	end
+	if observers[ fd ] then log( 'Masterloop', 'updating fd observance' ) end
 	observers[ fd ] = { ready = ready, writey = writey }
 	core.observeFd( fd, ready ~= nil, writey ~= nil )
 end

@@ -16,9 +16,13 @@
 //! is sent to the journal's native socket as one entry; when that socket cannot be reached
 //! every line gets the prefix.
 //!
+//! Upstream's trace categories (`Call`, `Function`, `Masterloop`, `Alarm`: what the main loop
+//! does on every pass) are looked up once when the categories are set, so a trace point that
+//! is off costs one thread-local load ([`traced`]).
+//!
 //! Must not touch: Lua, the event loop, any sync state.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -63,6 +67,105 @@ thread_local! {
         journal: stderr_is_journal(),
         ident: b"lsyncd".to_vec(),
     });
+}
+
+/// Upstream's trace categories, logged on every pass of the main loop when enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trace {
+    /// The loop hands a step to the runner: `configure( )`, `getAlarm( )`, `cycle( )`, ...
+    Call = 1,
+    /// A step starts, with its arguments: `cycle( TIME )`, `delay( SYNC, ETYPE, PATH, PATH2 )`.
+    Function = 2,
+    /// How long the loop sleeps.
+    Masterloop = 4,
+    /// The next wake-up and what asked for it.
+    Alarm = 8,
+}
+
+impl Trace {
+    const ALL: [Trace; 4] = [
+        Trace::Call,
+        Trace::Function,
+        Trace::Masterloop,
+        Trace::Alarm,
+    ];
+
+    fn name(self) -> &'static [u8] {
+        match self {
+            Trace::Call => b"Call",
+            Trace::Function => b"Function",
+            Trace::Masterloop => b"Masterloop",
+            Trace::Alarm => b"Alarm",
+        }
+    }
+}
+
+thread_local! {
+    /// The [`Trace`] categories that are on, as bits.
+    static TRACED: Cell<u8> = const { Cell::new(0) };
+}
+
+/// Recomputes [`TRACED`] from the levels and categories.
+fn update_traced(l: &Logger) {
+    let bits = Trace::ALL
+        .iter()
+        .filter(|t| priority(l, t.name()) <= l.level)
+        .fold(0, |bits, t| bits | *t as u8);
+    TRACED.with(|c| c.set(bits));
+}
+
+/// Whether a trace category is on: one thread-local load.
+#[inline]
+pub(crate) fn traced(t: Trace) -> bool {
+    TRACED.with(|c| c.get() & t as u8 != 0)
+}
+
+/// Logs a trace line; the message is only built when the category is on.
+#[inline]
+pub(crate) fn trace(t: Trace, build: impl FnOnce() -> Vec<u8>) {
+    if traced(t) {
+        log(t.name(), &build());
+    }
+}
+
+/// `Call: NAME( )`: the loop hands a step to the runner (upstream's wording).
+#[inline]
+pub(crate) fn call(name: &str) {
+    trace(Trace::Call, || format!("{name}( )").into_bytes());
+}
+
+/// `Function: Inotify.addWatch( DIR )`: a directory is about to be watched or judged.
+pub(crate) fn trace_add_watch(dir: &[u8]) {
+    trace(Trace::Function, || {
+        [b"Inotify.addWatch( ".as_slice(), dir, b" )"].concat()
+    });
+}
+
+/// `Function: delay( SYNC, ETYPE, PATH, PATH2 )`: an event reaches a sync (`(nil)` for no
+/// PATH2).
+pub(crate) fn trace_delay(sync: &[u8], etype: &str, path: &[u8], path2: Option<&[u8]>) {
+    trace(Trace::Function, || {
+        let parts: [&[u8]; 8] = [
+            b"delay( ",
+            sync,
+            b", ",
+            etype.as_bytes(),
+            b", ",
+            path,
+            b", ",
+            path2.unwrap_or(b"(nil)"),
+        ];
+        let mut m = parts.concat();
+        m.extend_from_slice(b" )");
+        m
+    });
+}
+
+/// A time as the logs show timestamps: `(Timestamp: S)`, seconds since the run's origin to
+/// the hundredth (the clock Lua's `now()` reads).
+pub(crate) fn timestamp(origin: std::time::Instant, t: std::time::Instant) -> String {
+    let secs = t.saturating_duration_since(origin).as_secs_f64();
+    format!("(Timestamp: {})", (secs * 100.0).round() / 100.0)
 }
 
 /// Where systemd's journal takes native entries.
@@ -146,6 +249,7 @@ pub(crate) fn configure_categories(categories: &[String]) {
                 }
             }
         }
+        update_traced(&l);
     });
 }
 
@@ -156,6 +260,7 @@ pub(crate) fn reset_categories() {
         let mut l = l.borrow_mut();
         l.level = LOG_NOTICE;
         l.enabled.clear();
+        update_traced(&l);
     });
 }
 
@@ -353,6 +458,30 @@ mod tests {
         configure_categories(&["all".to_string()]);
         assert!(enabled(b"traceback"));
         reset_categories();
+    }
+
+    #[test]
+    fn trace_categories_follow_the_levels() {
+        reset_categories();
+        assert!(Trace::ALL.iter().all(|t| !traced(*t)));
+        configure_categories(&["Call".to_string(), "Alarm".to_string()]);
+        assert!(traced(Trace::Call) && traced(Trace::Alarm));
+        assert!(!traced(Trace::Function) && !traced(Trace::Masterloop));
+        configure_categories(&["scarce".to_string()]);
+        assert!(!traced(Trace::Call));
+        configure_categories(&["all".to_string()]);
+        assert!(Trace::ALL.iter().all(|t| traced(*t)));
+        reset_categories();
+        assert!(!traced(Trace::Masterloop));
+    }
+
+    #[test]
+    fn timestamps_show_hundredths_since_the_origin() {
+        let origin = std::time::Instant::now();
+        let at = |ms| origin + std::time::Duration::from_millis(ms);
+        assert_eq!(timestamp(origin, at(12_346)), "(Timestamp: 12.35)");
+        assert_eq!(timestamp(origin, at(5_000)), "(Timestamp: 5)");
+        assert_eq!(timestamp(at(10), origin), "(Timestamp: 0)");
     }
 
     #[test]

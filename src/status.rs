@@ -101,6 +101,11 @@ impl StatusWriter {
             return;
         }
         let now = Instant::now();
+        if self.path.is_some() {
+            crate::log::trace(crate::log::Trace::Function, || {
+                format!("write( {} )", crate::log::timestamp(core.origin, now)).into_bytes()
+            });
+        }
         if !self.interval.is_zero() {
             if let Some(t) = self.deferred {
                 if t > now {

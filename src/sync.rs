@@ -386,6 +386,7 @@ impl Core {
         dirs: &mut Vec<Rc<[u8]>>,
     ) {
         let s = &mut self.syncs[sid];
+        log::trace_delay(&s.name, kind.as_lua_str(), &path, path2.as_deref());
         if kind == DelayKind::Move {
             let Some(path2) = path2 else { return };
             let ex1 = s.excludes.is_excluded(&path);

@@ -148,6 +148,7 @@ fn load(
     first: bool,
 ) -> Result<(Runtime, Settings), ExitCode> {
     let rt = Runtime::new(core.clone()).map_err(|e| fatal(format!("{e:#}")))?;
+    log::call("configure");
     rt.set_cli(cli, first)?;
     for script in &cli.scripts {
         rt.run_script(script)?;
@@ -160,6 +161,7 @@ fn load(
     if let Some(config) = config {
         rt.run_config(config)?;
     }
+    log::call("initialize");
     let settings = rt.initialize(&cli.shortcuts)?;
     if core.borrow().syncs.is_empty() {
         return Err(fatal("Nothing to watch!"));
@@ -472,6 +474,19 @@ fn invoke_actions(
     let now = Instant::now();
     for i in 0..n {
         let sid = (*round_robin + i) % n;
+        log::trace(log::Trace::Function, || {
+            let c = core.borrow();
+            let at = log::timestamp(c.origin, now);
+            let name = &c.syncs[sid].name;
+            [
+                b"invokeActions( \"",
+                &name[..],
+                b"\", ",
+                at.as_bytes(),
+                b" )",
+            ]
+            .concat()
+        });
         core.borrow_mut().crontab_due(sid, now);
         let mut cursor = None;
         loop {

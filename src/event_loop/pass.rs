@@ -23,7 +23,7 @@ use super::{
 use crate::config::Settings;
 use crate::exit::ExitCode;
 use crate::health::Snapshot;
-use crate::log;
+use crate::log::{self, Trace};
 use crate::lua_rt::Runtime;
 use crate::metrics;
 use crate::monitor_start::{deregister_monitors, register_monitors};
@@ -172,7 +172,9 @@ impl<'a> Run<'a> {
             .collect();
         sync_observed(&self.p.poll, &mut self.registered, &observed);
         let now = Instant::now();
-        let timeout = next_timeout(&self.wakeups(&observed, now), now);
+        let wakeups = self.wakeups(&observed, now);
+        let timeout = next_timeout(&wakeups, now);
+        self.trace_wakeups(&wakeups, now, timeout);
         if let Err(e) = self.p.poll.poll(&mut self.events, timeout) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 return Ok(());
@@ -197,10 +199,58 @@ impl<'a> Run<'a> {
                 self.rt.fd_ready(fd, r, w).map_err(exit)?;
             }
         }
+        log::call("cycle");
+        log::trace(Trace::Function, || {
+            format!("cycle( {} )", log::timestamp(self.p.origin, Instant::now())).into_bytes()
+        });
         match self.fade {
             Some(f) => self.fading(f),
             None => self.cycle(),
         }
+    }
+
+    /// Upstream's trace of the wake-up: `getAlarm` (the earliest wake-up and what asked for
+    /// it; nothing while fading) and how long the loop sleeps.
+    fn trace_wakeups(&self, w: &Wakeups, now: Instant, timeout: Option<Duration>) {
+        log::call("getAlarm");
+        log::trace(Trace::Function, || b"getAlarm( )".to_vec());
+        if !w.fading && log::traced(Trace::Alarm) {
+            let c = self.core.borrow();
+            if c.at_global_limit() {
+                log::log(b"Alarm", b"at global process limit.");
+            }
+            let sync = (0..c.syncs.len())
+                .filter_map(|sid| Some((c.sync_alarm(sid, now)?, sid)))
+                .min()
+                .map(|(_, sid)| String::from_utf8_lossy(&c.syncs[sid].name).into_owned());
+            let named = [
+                (w.syncs, sync.as_deref().unwrap_or("")),
+                (w.user_alarm, "UserAlarms"),
+                (w.status, "StatusFile"),
+                (w.notifier, "Notifier"),
+                (w.inotify_rest, "Inotify"),
+                (w.ready_now.then_some(now), "ReadyFds"),
+                (w.tunnels.then(|| now + TUNNEL_TICK), "Tunnels"),
+            ];
+            let first = named.iter().filter_map(|(t, n)| Some(((*t)?, *n))).min();
+            let (value, source) = match (timeout, first) {
+                (None, _) | (_, None) => ("(false)".to_string(), ""),
+                (Some(d), Some((_, n))) if d.is_zero() => ("(true)".to_string(), n),
+                (Some(_), Some((t, n))) => (log::timestamp(self.p.origin, t), n),
+            };
+            log::log(
+                b"Alarm",
+                format!("runner.getAlarm returns: {value} Source:{source}").as_bytes(),
+            );
+        }
+        log::trace(Trace::Masterloop, || match timeout {
+            Some(d) if d.is_zero() => b"immediately handling delays.".to_vec(),
+            Some(d) => {
+                let secs = d.as_millis() as f64 / 1000.0;
+                format!("going into select ( timeout {secs:?} seconds )").into_bytes()
+            }
+            None => b"going into select ( no timeout )".to_vec(),
+        });
     }
 
     fn wakeups(&self, observed: &[(RawFd, bool, bool)], now: Instant) -> Wakeups {
@@ -257,12 +307,14 @@ impl<'a> Run<'a> {
             // The first TERM/INT decides the exit code.
             let first = *p.term.get_or_insert(sig);
             let name = if sig == libc::SIGINT { "INT" } else { "TERM" };
+            log::call("term");
             log::normal(format!("--- {name} signal, fading ---"));
             p.notifier.stopping();
             shutdown::stopping_sent();
             self.fade = Some(Fade::Exit(ExitCode::Signal(first)));
         }
         if pending.hup && self.fade.is_none() {
+            log::call("hup");
             log::normal("--- HUP signal, resetting ---");
             p.notifier.reloading();
             self.fade = Some(Fade::Restart);
@@ -303,6 +355,7 @@ impl<'a> Run<'a> {
         });
         match outcome.map_err(|e| exit(watch_error(e)))? {
             ReadOutcome::Overflow => {
+                log::call("overflow");
                 log::normal("--- OVERFLOW in event queue ---");
                 self.p.health.overflows += 1;
                 self.p.notifier.reloading();
@@ -346,6 +399,7 @@ impl<'a> Run<'a> {
         let mut reaped = Vec::new();
         spawn::reap(&mut reaped);
         for (pid, code, signal) in reaped {
+            log::call("collectProcess");
             let owner = self.core.borrow_mut().pid_owner.remove(&pid);
             let Some(sid) = owner else {
                 log::with(b"Exec", || {

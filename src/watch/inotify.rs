@@ -106,6 +106,7 @@ fn not_watched_message(path: &[u8], e: &io::Error, churn: bool) -> Vec<u8> {
 }
 
 fn log_not_concerning(path: &[u8]) {
+    crate::log::trace_add_watch(path);
     crate::log::with(b"Inotify", || {
         [b"not concerning \"".as_slice(), path, b"\""].concat()
     });
@@ -603,6 +604,7 @@ impl Watcher {
 
     /// `inotify_add_watch` on a directory path ending in `/`; the error as the kernel gave it.
     fn add_watch(&mut self, dir: &[u8]) -> io::Result<WatchDescriptor> {
+        crate::log::trace_add_watch(dir);
         // Without the trailing slash: with it, the kernel would follow a symlink.
         let bare = match dir {
             b"/" => dir,

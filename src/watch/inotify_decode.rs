@@ -194,6 +194,7 @@ pub(super) fn log_event(
     is_dir: bool,
     to: Option<(i32, &[u8])>,
 ) -> i32 {
+    crate::log::call("inotifyEvent");
     crate::log::with(b"Inotify", || {
         let kind = match kind {
             FsKind::Attrib => "Attrib",
