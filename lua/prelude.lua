@@ -1179,6 +1179,7 @@ function hooks.collect( sid, pid, exitcode )
 	local agent = agents[ pid ]
 	agents[ pid ] = nil
 	if agent == nil then return nil end
+	log( 'Delay', agent.isList and 'collected a list' or 'collected an event' )
 	local config = syncsL[ sid ].config
 	if type( config.collect ) ~= 'function' then return nil end
 	local rc = config.collect( agent, exitcode )

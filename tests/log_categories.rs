@@ -212,6 +212,7 @@ fn log_all_traces_each_pass_of_the_loop_at_upstreams_points() {
         "Function: invokeActions( \"Sync1\", (Timestamp: ",
         "Exec: ",
         "Call: collectProcess( )",
+        "Delay: collected an event",
         "Normal: Startup of ",
     ] {
         at = find(&lines, at, prefix) + 1;
@@ -257,6 +258,7 @@ fn log_all_traces_each_pass_of_the_loop_at_upstreams_points() {
         "Function: invokeActions( \"Sync1\", (Timestamp: ",
         "Normal: Calling rsync with filter-list",
         "Call: collectProcess( )",
+        "Delay: collected a list",
         "Normal: Finished a list",
         "Call: term( )",
     ] {
