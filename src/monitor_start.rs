@@ -4,9 +4,6 @@
 //!
 //! Must not touch: the kernel interfaces themselves (`watch/`), the event loop's cycle.
 
-use std::cell::RefCell;
-use std::rc::Rc;
-
 use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token};
 
@@ -21,7 +18,7 @@ use crate::watch::{Monitor, MonitorChoice, Monitors};
 /// inotify with one log line naming the reason; an explicit `fanotify` that cannot work is a
 /// startup error naming it.
 pub(crate) fn start_monitors(
-    core: &Rc<RefCell<Core>>,
+    core: &mut Core,
     monitors: &mut Monitors,
     settings: &Settings,
     on_dir: &mut dyn FnMut(),
@@ -29,7 +26,6 @@ pub(crate) fn start_monitors(
     decide_monitors(core, monitors, settings)?;
     // One walk per distinct inotify source (nested sources share it).
     let sources: Vec<Vec<u8>> = core
-        .borrow()
         .syncs
         .iter()
         .filter(|s| s.monitor == Monitor::Inotify)
@@ -53,7 +49,7 @@ pub(crate) fn start_monitors(
     log::with(b"Inotify", || format!("inotify fd = {ifd}").into_bytes());
     let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
     let added = watcher.add_trees(&roots, &mut |dir| {
-        let yes = core.borrow().concerns(Monitor::Inotify, dir);
+        let yes = core.concerns(Monitor::Inotify, dir);
         if yes {
             on_dir();
         }
@@ -68,15 +64,13 @@ pub(crate) fn start_monitors(
 /// Sets each sync's monitor, placing the fanotify marks (also for `-t`, which then reports
 /// what a run would use).
 pub(crate) fn decide_monitors(
-    core: &Rc<RefCell<Core>>,
+    core: &mut Core,
     monitors: &mut Monitors,
     settings: &Settings,
 ) -> Result<(), ExitCode> {
-    let nsyncs = core.borrow().syncs.len();
-    for sid in 0..nsyncs {
+    for sid in 0..core.syncs.len() {
         let (source, name, choice) = {
-            let c = core.borrow();
-            let s = &c.syncs[sid];
+            let s = &core.syncs[sid];
             let choice = s.monitor_choice.or(settings.monitor);
             (s.source.clone(), s.name.clone(), choice)
         };
@@ -97,7 +91,7 @@ pub(crate) fn decide_monitors(
                 }
             },
         };
-        core.borrow_mut().syncs[sid].monitor = monitor;
+        core.syncs[sid].monitor = monitor;
         log::normal(format!(
             "{name}: watching {} with {}",
             String::from_utf8_lossy(&source),

@@ -89,41 +89,53 @@ impl StatusWriter {
         }
     }
 
-    /// Called at the end of every cycle (SPEC §12.2).
-    pub(crate) fn maybe_write(
-        &mut self,
-        core: &Core,
-        watcher: &Monitors,
-        daemon: &DaemonHealth,
-        tunnels: &mut dyn FnMut() -> Vec<u8>,
-    ) {
+    /// Asked at the end of every cycle (SPEC §12.2): whether the files are to be written now.
+    /// `true` counts as the write: call [`StatusWriter::write`] next. `origin` is the daemon's
+    /// start, for the `Function` trace's timestamp.
+    pub(crate) fn due(&mut self, now: Instant, origin: Instant) -> bool {
         if self.path.is_none() && self.metrics.is_none() {
-            return;
+            return false;
         }
-        let now = Instant::now();
         if self.path.is_some() {
             crate::log::trace(crate::log::Trace::Function, || {
-                format!("write( {} )", crate::log::timestamp(core.origin, now)).into_bytes()
+                format!("write( {} )", crate::log::timestamp(origin, now)).into_bytes()
             });
         }
         if !self.interval.is_zero() {
             if let Some(t) = self.deferred {
                 if t > now {
-                    return;
+                    return false;
                 }
             } else if let Some(last) = self.last {
                 if now.duration_since(last) < self.interval {
                     self.deferred = Some(last + self.interval);
-                    return;
+                    return false;
                 }
             }
         }
         self.deferred = None;
         self.last = Some(now);
+        true
+    }
+
+    /// Whether the next write shows the tunnels' part of the text status.
+    pub(crate) fn shows_tunnels(&self) -> bool {
+        self.path.is_some() && self.format == StatusFormat::Text
+    }
+
+    /// Writes the status and metrics files; `tunnel_section` is the tunnels' part of the text
+    /// status (empty without tunnels).
+    pub(crate) fn write(
+        &mut self,
+        core: &Core,
+        watcher: &Monitors,
+        daemon: &DaemonHealth,
+        tunnel_section: &[u8],
+    ) {
         let snapshot = Snapshot::take(core, daemon, watcher.len());
         if let Some(path) = &self.path {
             let text = match self.format {
-                StatusFormat::Text => render(core, watcher, &tunnels()),
+                StatusFormat::Text => render(core, watcher, tunnel_section),
                 StatusFormat::Json => render_json(&snapshot),
             };
             self.failing.0 = !write_atomically(path, &text, "status", self.failing.0);

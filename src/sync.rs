@@ -92,6 +92,12 @@ pub(crate) struct SyncJob {
 }
 
 impl SyncJob {
+    /// Holds the sync (its tunnel is not up: events queue, no action runs) or releases it.
+    pub(crate) fn hold(&mut self, held: bool) {
+        self.held = held;
+        self.health.set_held(held);
+    }
+
     /// The next instant any crontab rule fires, from the wall-clock local time now.
     pub(crate) fn schedule_cron(&mut self, now: Instant) {
         let t = crate::sys::local_time_now();
@@ -179,6 +185,66 @@ impl Core {
             next_failed_pid: -1,
             max_pending: DEFAULT_MAX_PENDING,
         }
+    }
+
+    /// The index of sync id `sid` as Lua passes it, if such a sync exists.
+    pub(crate) fn sync_index(&self, sid: i64) -> Option<usize> {
+        usize::try_from(sid).ok().filter(|s| *s < self.syncs.len())
+    }
+
+    /// Sync `sid` (an index from [`Core::sync_index`]).
+    pub(crate) fn sync(&self, sid: usize) -> &SyncJob {
+        &self.syncs[sid]
+    }
+
+    /// Sync `sid` (an index from [`Core::sync_index`]), to change.
+    pub(crate) fn sync_mut(&mut self, sid: usize) -> &mut SyncJob {
+        &mut self.syncs[sid]
+    }
+
+    /// Adds a sync read from the config; returns its index.
+    pub(crate) fn add_sync(&mut self, job: SyncJob) -> usize {
+        self.syncs.push(job);
+        self.syncs.len() - 1
+    }
+
+    /// Whether the run is fading (TERM/INT/HUP or overflow): no new processes.
+    pub(crate) fn is_fading(&self) -> bool {
+        self.fading
+    }
+
+    /// The time base of Lua timestamps.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// The earliest user `alarm()`, or none.
+    pub(crate) fn set_user_alarm(&mut self, at: Option<Instant>) {
+        self.user_alarm = at;
+    }
+
+    /// The config created tunnels: the loop ticks them from now on.
+    pub(crate) fn note_tunnels(&mut self) {
+        self.tunnels = true;
+    }
+
+    /// Processes running in all syncs, and the global cap.
+    pub(crate) fn process_counts(&self) -> (usize, Option<usize>) {
+        (self.running, self.max_processes)
+    }
+
+    /// `observefd`: watch `fd` for reading and/or writing; neither stops observing it.
+    pub(crate) fn observe_fd(&mut self, fd: std::os::fd::RawFd, readable: bool, writable: bool) {
+        if readable || writable {
+            self.observed.insert(fd, (readable, writable));
+        } else {
+            self.observed.remove(&fd);
+        }
+    }
+
+    /// The delays removed since the last call, for Lua to forget their event tables.
+    pub(crate) fn take_removed(&mut self) -> Vec<(usize, DelayId)> {
+        std::mem::take(&mut self.removed)
     }
 
     /// The relative path of `abs` in sync `s`, if inside its source (SPEC §3.5 step 4).

@@ -9,7 +9,7 @@
 //! hostile number (and wrong types) in each numeric position and must fail with an error
 //! naming the function; a registered function missing from the table fails the test.
 
-use crate::util::{rsync_path, Daemon, TestDir};
+use crate::util::{fixture, make_fifo, open_for_writing, rsync_path, Daemon, TestDir};
 
 const FUZZ: &str = r#"
 sync{ default.rsync, source = 'src', target = 'dst', delay = 0 }
@@ -269,4 +269,118 @@ fn every_api_function_is_listed_and_bad_numbers_are_errors_naming_it() {
     dir.write("src/after-audit", "still syncing\n");
     d.wait_for("a sync after the audit", || dir.exists("dst/after-audit"));
     eprintln!("{line}");
+}
+
+/// The public API called from inside every kind of callback Rust runs (init, action, the
+/// Lua test of `inlet.getEvents`, which runs while a core function is under way, collect, an
+/// alarm and an observefd callback): each call must succeed, the daemon keeps syncing.
+const REENTER: &str = r#"
+local root = os.getenv('LAYER_ROOT')
+local fifo, fifoFd = loadfile(os.getenv('FIFO_FD_LUA'))(root)
+local pid = io.open('/proc/self/stat'):read('n')
+
+local lastInlet
+local onFifo
+
+local function everything(where, inlet)
+	inlet = inlet or lastInlet
+	local failures = {}
+	local function try(name, f, ...)
+		local ok, err = pcall(f, ...)
+		if not ok then failures[#failures + 1] = name .. ': ' .. tostring(err) end
+	end
+	local t = now()
+	try('log', log, 'Normal', 'probe from ', where)
+	try('alarm', alarm, t + 3600, function() end)
+	try('readdir', readdir, root)
+	try('observefd', observefd, fifoFd, onFifo)
+	try('lsyncd.realdir', lsyncd.realdir, root)
+	try('lsyncd.get_file_size', lsyncd.get_file_size, root .. '/fifo')
+	try('lsyncd.is_symlink', lsyncd.is_symlink, root)
+	try('lsyncd.get_process_info', lsyncd.get_process_info)
+	try('lsyncd.kill', lsyncd.kill, pid, 0)
+	try('lsyncd.get_free_port', lsyncd.get_free_port)
+	try('lsyncd.splitQuotedString', lsyncd.splitQuotedString, 'a "b c"')
+	try('lsyncd.exec', lsyncd.exec, '/bin/true')
+	if inlet then
+		try('inlet.getEvents', inlet.getEvents, function(ev)
+			local _ = ev.etype .. ev.path .. ev.sourcePath
+			inlet.getExcludes()
+			inlet.hasFilters()
+			inlet.getSync().processes.size()
+			lsyncd.get_process_info()
+			local _ = now() + 1
+			alarm(now() + 3600, function() end)
+			return true
+		end)
+		try('inlet.addExclude', inlet.addExclude, '*.never')
+		try('inlet.rmExclude', inlet.rmExclude, '*.never')
+		try('inlet.getExcludes', inlet.getExcludes)
+		try('inlet.getFilters', inlet.getFilters)
+		try('inlet.hasFilters', inlet.hasFilters)
+		try('inlet.getEvent', inlet.getEvent)
+		try('inlet.getConfig', inlet.getConfig)
+		try('inlet.getSync', function() return inlet.getSync().processes.size() end)
+		try('_getEventsExcept', lsyncd._getEventsExcept, inlet, { 'Blanket' })
+	end
+	if #failures > 0 then
+		log('Error', 'boundary failed in ', where, ': ', table.concat(failures, '; '))
+	else
+		log('Normal', 'boundary ok in ', where)
+	end
+end
+
+onFifo = function(fd)
+	fifo:read('l')
+	everything('observefd')
+end
+
+sync{
+	default.rsync,
+	source = root .. '/src',
+	target = root .. '/dst',
+	delay = 0,
+	init = function(event)
+		lastInlet = event.inlet
+		everything('init', event.inlet)
+		alarm(now() + 0.2, function() everything('alarm') end)
+		default.rsync.init(event)
+	end,
+	action = function(inlet)
+		lastInlet = inlet
+		everything('action', inlet)
+		default.rsync.action(inlet)
+	end,
+	collect = function(agent, exitcode)
+		everything('collect')
+		return default.collect(agent, exitcode)
+	end,
+}
+"#;
+
+#[test]
+fn the_api_runs_from_inside_every_kind_of_callback() {
+    rsync_path();
+    let dir = TestDir::new();
+    dir.mkdir("src");
+    dir.mkdir("dst");
+    let fifo = make_fifo(&dir);
+    let cfg = dir.config("reenter.lua", REENTER);
+    let mut d = Daemon::start_with(&dir, &[cfg], |cmd| {
+        cmd.env("LAYER_ROOT", dir.root());
+        cmd.env("FIFO_FD_LUA", fixture("fifo_fd.lua"));
+    });
+    d.wait_log("boundary ok in init");
+    d.wait_log("boundary ok in alarm");
+    dir.write("src/one", "1\n");
+    d.wait_for("the file synced", || dir.exists("dst/one"));
+    d.wait_log("boundary ok in action");
+    d.wait_log("boundary ok in collect");
+    let mut w = open_for_writing(&fifo);
+    std::io::Write::write_all(&mut w, b"ping\n").expect("write");
+    d.wait_log("boundary ok in observefd");
+    let log = d.log();
+    assert!(!log.contains("boundary failed"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(d.try_exit().is_none(), "daemon ended\n{log}");
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::layers::start_layer;
-use crate::util::{fixture, Daemon, TestDir};
+use crate::util::{fixture, make_fifo, open_for_writing, Daemon, TestDir};
 
 #[test]
 fn alarms_fire_in_time_order_then_global_locking_applies_in_callbacks() {
@@ -95,20 +95,12 @@ fn runtime_error_in_a_handler_is_logged_with_file_and_line_and_exits_255() {
 #[test]
 fn observefd_calls_back_when_the_descriptor_is_readable() {
     let dir = TestDir::new();
-    let fifo = dir.path("fifo");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    let fifo = make_fifo(&dir);
     let mut d = Daemon::start_with(&dir, &[fixture("layer_observefd.lua")], |cmd| {
         cmd.env("LAYER_ROOT", dir.root());
     });
     d.wait_log("--- Startup ---");
-    let mut w = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&fifo)
-        .expect("open fifo for writing");
+    let mut w = open_for_writing(&fifo);
     std::io::Write::write_all(&mut w, b"hello\n").expect("write");
     d.wait_log("observed fd matches: hello");
     std::io::Write::write_all(&mut w, b"last\n").expect("write");

@@ -18,10 +18,8 @@
 //! run and [`run`] starts a new one (SPEC §13.5), keeping the process, the signal pipe and the
 //! daemon status. The loop of one run is [`pass::Run`].
 
-use std::cell::RefCell;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -144,14 +142,14 @@ fn start_process(cli: &Cli) -> Result<(Option<OsString>, Process), ExitCode> {
 fn load(
     cli: &Cli,
     config: Option<&std::ffi::OsStr>,
-    core: &Rc<RefCell<Core>>,
+    core: &mut Core,
     first: bool,
 ) -> Result<(Runtime, Settings), ExitCode> {
-    let rt = Runtime::new(core.clone()).map_err(|e| fatal(format!("{e:#}")))?;
+    let rt = Runtime::new(core.origin()).map_err(|e| fatal(format!("{e:#}")))?;
     log::call("configure");
-    rt.set_cli(cli, first)?;
+    rt.set_cli(core, cli, first)?;
     for script in &cli.scripts {
-        rt.run_script(script)?;
+        rt.run_script(core, script)?;
     }
     if config.is_none() && cli.shortcuts.is_empty() {
         // `-script FILE` without a config: the scripts ran, now the usage text (upstream).
@@ -159,11 +157,11 @@ fn load(
         return Err(ExitCode::Fatal);
     }
     if let Some(config) = config {
-        rt.run_config(config)?;
+        rt.run_config(core, config)?;
     }
     log::call("initialize");
-    let settings = rt.initialize(&cli.shortcuts)?;
-    if core.borrow().syncs.is_empty() {
+    let settings = rt.initialize(core, &cli.shortcuts)?;
+    if core.syncs.is_empty() {
         return Err(fatal("Nothing to watch!"));
     }
     if let Some(f) = &settings.logfile {
@@ -216,35 +214,32 @@ fn run_once(
     p: &mut Process,
     first: bool,
 ) -> Result<RunEnd, ExitCode> {
-    let core = Rc::new(RefCell::new(Core::new(p.origin)));
+    let mut core = Core::new(p.origin);
     let registry = p
         .poll
         .registry()
         .try_clone()
         .map_err(|e| fatal(format!("cannot clone the poll registry: {e}")))?;
-    core.borrow_mut().registry = Some(registry);
-    let (rt, settings) = load(cli, config, &core, first)?;
+    core.registry = Some(registry);
+    let (rt, settings) = load(cli, config, &mut core, first)?;
     if let Some(path) = &cli.explain {
-        let text = crate::explain::explain(&core.borrow(), path.as_bytes());
+        let text = crate::explain::explain(&core, path.as_bytes());
         let _ = std::io::Write::write_all(&mut std::io::stdout(), &text);
         return Ok(RunEnd::Exit(ExitCode::Success));
     }
     if cli.configtest {
-        return config_test(&rt, &core, &settings);
+        return config_test(&rt, &mut core, &settings);
     }
     enter_running(p, &settings, first)?;
-    {
-        let mut c = core.borrow_mut();
-        c.max_processes = settings.max_processes;
-        c.max_backoff = settings.max_backoff;
-        c.max_pending = settings.max_pending;
-        if p.daemonized {
-            c.child_logfile = settings.logfile.clone();
-        }
+    core.max_processes = settings.max_processes;
+    core.max_backoff = settings.max_backoff;
+    core.max_pending = settings.max_pending;
+    if p.daemonized {
+        core.child_logfile = settings.logfile.clone();
     }
-    let ended = start_syncs(&rt, &core, p, &settings);
-    if core.borrow().tunnels {
-        rt.kill_tunnels();
+    let ended = start_syncs(&rt, &mut core, p, &settings);
+    if core.tunnels {
+        rt.kill_tunnels(&mut core);
     }
     ended
 }
@@ -252,11 +247,11 @@ fn run_once(
 /// Translation, watches, startup transfers, then the main loop of the run.
 fn start_syncs(
     rt: &Runtime,
-    core: &Rc<RefCell<Core>>,
+    core: &mut Core,
     p: &mut Process,
     settings: &Settings,
 ) -> Result<RunEnd, ExitCode> {
-    rt.translate()?;
+    rt.translate(core)?;
     let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"))
         .map_err(fatal)?;
     let mut watcher = Monitors::new(mode);
@@ -270,16 +265,13 @@ fn start_syncs(
     p.health.monitor = watcher.kind_name();
     register_monitors(&p.poll, &watcher, INOTIFY)
         .map_err(|e| fatal(format!("cannot watch the monitor fds: {e}")))?;
-    let nsyncs = core.borrow().syncs.len();
-    for sid in 0..nsyncs {
-        if core.borrow().syncs[sid].has_init {
-            core.borrow_mut().push_init(sid);
+    for sid in 0..core.syncs.len() {
+        if core.syncs[sid].has_init {
+            core.push_init(sid);
         } else {
-            core.borrow_mut().syncs[sid]
-                .health
-                .started_without_transfer();
+            core.syncs[sid].health.started_without_transfer();
         }
-        core.borrow_mut().syncs[sid].schedule_cron(Instant::now());
+        core.syncs[sid].schedule_cron(Instant::now());
     }
     let end = pass::Run::new(rt, core, &mut watcher, p, settings).run();
     deregister_monitors(&p.poll, &watcher);
@@ -289,17 +281,13 @@ fn start_syncs(
 /// `-t`: everything is loaded and checked (prepare and gauges ran, sources resolved, exclude
 /// and filter files read); the settings checked at startup are checked too. Prints a summary
 /// and exits 0, watching and spawning nothing.
-fn config_test(
-    rt: &Runtime,
-    core: &Rc<RefCell<Core>>,
-    settings: &Settings,
-) -> Result<RunEnd, ExitCode> {
+fn config_test(rt: &Runtime, core: &mut Core, settings: &Settings) -> Result<RunEnd, ExitCode> {
     InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite")).map_err(fatal)?;
-    let summary = rt.summary()?;
+    let summary = rt.summary(core)?;
     let mode = InotifyMode::parse(settings.inotify_mode.as_deref().unwrap_or(b"CloseWrite"));
     let mut monitors = Monitors::new(mode.unwrap_or_default());
     crate::monitor_start::decide_monitors(core, &mut monitors, settings)?;
-    let n = core.borrow().syncs.len();
+    let n = core.syncs.len();
     let mut out = format!(
         "Configuration OK: {n} sync{}\n",
         if n == 1 { "" } else { "s" }
@@ -310,7 +298,7 @@ fn config_test(
         out.extend_from_slice(line);
         out.push(b'\n');
     }
-    for s in &core.borrow().syncs {
+    for s in &core.syncs {
         out.extend_from_slice(b"  ");
         out.extend_from_slice(&s.name);
         out.extend_from_slice(format!(" monitor: {}\n", s.monitor.name()).as_bytes());
@@ -360,13 +348,12 @@ pub(crate) fn watch_error(e: WatchError) -> ExitCode {
 }
 
 /// Spawns of this cycle that failed before exec become failed attempts of their syncs.
-fn finish_failed_spawns(rt: &Runtime, core: &Rc<RefCell<Core>>) -> Result<(), ExitCode> {
-    let failed = std::mem::take(&mut core.borrow_mut().spawn_failures);
+fn finish_failed_spawns(rt: &Runtime, core: &mut Core) -> Result<(), ExitCode> {
+    let failed = std::mem::take(&mut core.spawn_failures);
     for (sid, pid, error) in failed {
-        rt.drop_agent(pid)?;
+        rt.drop_agent(core, pid)?;
         let outcome = Ended::SpawnFailed(error);
-        core.borrow_mut()
-            .finish(sid, pid, outcome, Instant::now())?;
+        core.finish(sid, pid, outcome, Instant::now())?;
     }
     Ok(())
 }
@@ -444,8 +431,7 @@ fn sync_observed(
 
 /// onepass (SPEC §13.7, with the fix of §15 item 23): syncs whose first transfer finished are
 /// disabled; once all are and nothing runs, exit 0.
-fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<ExitCode> {
-    let mut c = core.borrow_mut();
+fn onepass_check(c: &mut Core) -> Option<ExitCode> {
     for s in c.syncs.iter_mut() {
         if s.init_done {
             s.disabled = true;
@@ -462,12 +448,8 @@ fn onepass_check(core: &Rc<RefCell<Core>>) -> Option<ExitCode> {
 }
 
 /// SPEC §4.6 invokeActions for every sync, starting one position later each cycle (§6.3).
-fn invoke_actions(
-    rt: &Runtime,
-    core: &Rc<RefCell<Core>>,
-    round_robin: &mut usize,
-) -> Result<(), ExitCode> {
-    let n = core.borrow().syncs.len();
+fn invoke_actions(rt: &Runtime, core: &mut Core, round_robin: &mut usize) -> Result<(), ExitCode> {
+    let n = core.syncs.len();
     if n == 0 {
         return Ok(());
     }
@@ -475,9 +457,8 @@ fn invoke_actions(
     for i in 0..n {
         let sid = (*round_robin + i) % n;
         log::trace(log::Trace::Function, || {
-            let c = core.borrow();
-            let at = log::timestamp(c.origin, now);
-            let name = &c.syncs[sid].name;
+            let at = log::timestamp(core.origin(), now);
+            let name = &core.syncs[sid].name;
             [
                 b"invokeActions( \"",
                 &name[..],
@@ -487,21 +468,21 @@ fn invoke_actions(
             ]
             .concat()
         });
-        core.borrow_mut().crontab_due(sid, now);
+        core.crontab_due(sid, now);
         let mut cursor = None;
         loop {
-            let next = core.borrow().next_due(sid, cursor, now);
+            let next = core.next_due(sid, cursor, now);
             let Some((pos, did, kind)) = next else { break };
             cursor = Some(pos);
             match kind {
-                DelayKind::Init => rt.call_init(sid, did)?,
-                DelayKind::Full if rt.has_full(sid)? => {
-                    let collapsed = core.borrow().syncs[sid].collapsed == Some(did);
-                    rt.call_full(sid, did, collapsed)?
+                DelayKind::Init => rt.call_init(core, sid, did)?,
+                DelayKind::Full if rt.has_full(core, sid)? => {
+                    let collapsed = core.syncs[sid].collapsed == Some(did);
+                    rt.call_full(core, sid, did, collapsed)?
                 }
-                _ => rt.call_action(sid)?,
+                _ => rt.call_action(core, sid)?,
             }
-            if core.borrow().fading {
+            if core.is_fading() {
                 break;
             }
         }

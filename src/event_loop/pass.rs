@@ -8,10 +8,8 @@
 //! Must not touch: startup and restarts (the parent module), Lua beyond the `Runtime` hooks,
 //! fork/exec (through the core's spawner only).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::Events;
@@ -89,7 +87,7 @@ fn next_timeout(w: &Wakeups, now: Instant) -> Option<Duration> {
 /// One run of the main loop.
 pub(super) struct Run<'a> {
     rt: &'a Runtime,
-    core: &'a Rc<RefCell<Core>>,
+    core: &'a mut Core,
     watcher: &'a mut Monitors,
     p: &'a mut Process,
     settings: &'a Settings,
@@ -119,14 +117,14 @@ fn exit(code: ExitCode) -> RunEnd {
 impl<'a> Run<'a> {
     pub(super) fn new(
         rt: &'a Runtime,
-        core: &'a Rc<RefCell<Core>>,
+        core: &'a mut Core,
         watcher: &'a mut Monitors,
         p: &'a mut Process,
         settings: &'a Settings,
     ) -> Run<'a> {
         let fade = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
         if fade.is_some() {
-            core.borrow_mut().fading = true;
+            core.fading = true;
         }
         let status = StatusWriter::new(
             settings.status_file.clone(),
@@ -165,7 +163,6 @@ impl<'a> Run<'a> {
     fn pass(&mut self) -> Step {
         let observed: Vec<(RawFd, bool, bool)> = self
             .core
-            .borrow()
             .observed
             .iter()
             .map(|(fd, (r, w))| (*fd, *r, *w))
@@ -185,7 +182,7 @@ impl<'a> Run<'a> {
         self.read_inotify(inotify_ready)?;
         self.source_roots()?;
         if self.fade.is_some() {
-            self.core.borrow_mut().fading = true;
+            self.core.fading = true;
             let grace = self.settings.stop_grace;
             self.stop
                 .get_or_insert_with(|| shutdown::StopClock::new(Instant::now(), grace));
@@ -196,7 +193,7 @@ impl<'a> Run<'a> {
         self.publish_metrics();
         if self.fade.is_none() && !observed.is_empty() {
             for (fd, r, w) in sys::poll_now(&observed) {
-                self.rt.fd_ready(fd, r, w).map_err(exit)?;
+                self.rt.fd_ready(self.core, fd, r, w).map_err(exit)?;
             }
         }
         log::call("cycle");
@@ -215,7 +212,7 @@ impl<'a> Run<'a> {
         log::call("getAlarm");
         log::trace(Trace::Function, || b"getAlarm( )".to_vec());
         if !w.fading && log::traced(Trace::Alarm) {
-            let c = self.core.borrow();
+            let c = &*self.core;
             if c.at_global_limit() {
                 log::log(b"Alarm", b"at global process limit.");
             }
@@ -254,7 +251,7 @@ impl<'a> Run<'a> {
     }
 
     fn wakeups(&self, observed: &[(RawFd, bool, bool)], now: Instant) -> Wakeups {
-        let c = self.core.borrow();
+        let c = &*self.core;
         let syncs = if c.at_global_limit() {
             None
         } else {
@@ -323,8 +320,7 @@ impl<'a> Run<'a> {
     }
 
     fn feed_pipe(&mut self, token: mio::Token) {
-        let mut c = self.core.borrow_mut();
-        let c = &mut *c;
+        let c = &mut *self.core;
         if let Some(reg) = c.registry.as_ref() {
             let pid = c.spawner.pipe_pid(token);
             let progress = c.spawner.feed(reg, token);
@@ -349,10 +345,10 @@ impl<'a> Run<'a> {
         }
         self.inotify_more = false;
         self.fs_events.clear();
-        let core = self.core;
-        let outcome = self.watcher.read(&mut self.fs_events, &mut |m, dir| {
-            core.borrow().concerns(m, dir)
-        });
+        let core = &*self.core;
+        let outcome = self
+            .watcher
+            .read(&mut self.fs_events, &mut |m, dir| core.concerns(m, dir));
         match outcome.map_err(|e| exit(watch_error(e)))? {
             ReadOutcome::Overflow => {
                 log::call("overflow");
@@ -367,9 +363,8 @@ impl<'a> Run<'a> {
                     deregister_monitors(&self.p.poll, self.watcher);
                     self.inotify_rest = Some(now + INOTIFY_REST);
                 }
-                let mut c = self.core.borrow_mut();
                 for ev in &self.fs_events {
-                    c.dispatch(ev, now);
+                    self.core.dispatch(ev, now);
                 }
             }
         }
@@ -381,14 +376,13 @@ impl<'a> Run<'a> {
     fn source_roots(&mut self) -> Step {
         let now = Instant::now();
         if self.fade.is_none() && self.watcher.next_root_check().is_some_and(|t| t <= now) {
-            let core = self.core;
+            let core = &*self.core;
             self.watcher
-                .check_roots(now, &mut |m, dir| core.borrow().concerns(m, dir))
+                .check_roots(now, &mut |m, dir| core.concerns(m, dir))
                 .map_err(|e| exit(watch_error(e)))?;
         }
-        let mut c = self.core.borrow_mut();
         for ev in self.watcher.take_root_events() {
-            c.root_event(&ev, now);
+            self.core.root_event(&ev, now);
         }
         Ok(())
     }
@@ -400,12 +394,12 @@ impl<'a> Run<'a> {
         spawn::reap(&mut reaped);
         for (pid, code, signal) in reaped {
             log::call("collectProcess");
-            let owner = self.core.borrow_mut().pid_owner.remove(&pid);
+            let owner = self.core.pid_owner.remove(&pid);
             let Some(sid) = owner else {
                 log::with(b"Exec", || {
                     format!("collected an unknown child {pid} = {code}").into_bytes()
                 });
-                self.rt.child_exit(pid, code).map_err(exit)?;
+                self.rt.child_exit(self.core, pid, code).map_err(exit)?;
                 continue;
             };
             self.collect(sid, pid, code, signal).map_err(exit)?;
@@ -414,32 +408,29 @@ impl<'a> Run<'a> {
     }
 
     fn collect(
-        &self,
+        &mut self,
         sid: usize,
         pid: libc::pid_t,
         code: i32,
         signal: Option<i32>,
     ) -> Result<(), ExitCode> {
         if let Some(sig) = signal {
-            self.rt.drop_agent(pid)?;
+            self.rt.drop_agent(self.core, pid)?;
             return self
                 .core
-                .borrow_mut()
                 .finish(sid, pid, Ended::Signalled(sig), Instant::now());
         }
-        let rc = self.rt.collect(sid, pid, code)?;
+        let rc = self.rt.collect(self.core, sid, pid, code)?;
         let outcome = Ended::Exited {
             rc: rc.as_deref(),
             code,
         };
-        self.core
-            .borrow_mut()
-            .finish(sid, pid, outcome, Instant::now())
+        self.core.finish(sid, pid, outcome, Instant::now())
     }
 
     fn publish_metrics(&self) {
         if let Some(m) = self.p.metrics.as_ref().filter(|m| m.wanted()) {
-            let snapshot = Snapshot::take(&self.core.borrow(), &self.p.health, self.watcher.len());
+            let snapshot = Snapshot::take(self.core, &self.p.health, self.watcher.len());
             m.publish(metrics::render(&snapshot));
         }
     }
@@ -448,7 +439,7 @@ impl<'a> Run<'a> {
     /// logged once a minute. Children still running after `stopGrace` get TERM, then KILL; an
     /// exit stops waiting for a child that survives even that.
     fn fading(&mut self, f: Fade) -> Step {
-        let running = self.core.borrow().running;
+        let running = self.core.running;
         let end = match f {
             Fade::Restart => RunEnd::Restart,
             Fade::Exit(code) => RunEnd::Exit(code),
@@ -477,38 +468,35 @@ impl<'a> Run<'a> {
     /// A cycle: onepass, tunnels, actions of every sync, user alarms, forgotten delays, then
     /// the status file and systemd.
     fn cycle(&mut self) -> Step {
-        let (rt, core) = (self.rt, self.core);
+        let rt = self.rt;
         if self.settings.onepass {
-            if let Some(code) = onepass_check(core) {
+            if let Some(code) = onepass_check(self.core) {
                 return Err(exit(code));
             }
         }
-        let tunnels = core.borrow().tunnels;
+        let tunnels = self.core.tunnels;
         if tunnels {
-            rt.tunnel_tick().map_err(exit)?;
+            rt.tunnel_tick(self.core).map_err(exit)?;
         }
-        invoke_actions(rt, core, &mut self.round_robin).map_err(exit)?;
-        finish_failed_spawns(rt, core).map_err(exit)?;
-        let alarm_due = core
-            .borrow()
-            .user_alarm
-            .is_some_and(|t| t <= Instant::now());
-        if alarm_due {
-            rt.run_alarms().map_err(exit)?;
+        invoke_actions(rt, self.core, &mut self.round_robin).map_err(exit)?;
+        finish_failed_spawns(rt, self.core).map_err(exit)?;
+        if self.core.user_alarm.is_some_and(|t| t <= Instant::now()) {
+            rt.run_alarms(self.core).map_err(exit)?;
         }
-        rt.forget_removed().map_err(exit)?;
-        let health = &self.p.health;
-        self.status
-            .maybe_write(&core.borrow(), self.watcher, health, &mut || {
-                if tunnels {
-                    rt.tunnel_status()
-                } else {
-                    Vec::new()
-                }
-            });
+        rt.forget_removed(self.core).map_err(exit)?;
+        if self.status.due(Instant::now(), self.p.origin) {
+            // Lua writes the tunnel section with the core lent, before the report reads it.
+            let section = if tunnels && self.status.shows_tunnels() {
+                rt.tunnel_status(self.core)
+            } else {
+                Vec::new()
+            };
+            self.status
+                .write(self.core, self.watcher, &self.p.health, &section);
+        }
         notify(
             &mut self.p.notifier,
-            &core.borrow(),
+            self.core,
             self.watcher,
             self.settings,
             &self.p.health,

@@ -1,6 +1,9 @@
 //! The private `core` table the prelude builds the upstream Lua API from: one table of
 //! `(name, function)` rows, kept in modules by area.
 //!
+//! Every function reaches the daemon's state only through the core lent to the running call
+//! (`loan::with_core`); none keeps a handle on it.
+//!
 //! Owns: the names Lua can call and their Rust functions. Must not touch: the poll loop,
 //! fork/exec (spawns go through `Core::spawn`).
 
@@ -14,10 +17,9 @@ mod tunnels;
 
 /// What the area modules share.
 mod prelude {
-    pub(super) use super::super::{
-        bytes_of, exit_error, sync_job, truthy, ts_of, Shared, Timestamp,
-    };
-    pub(super) use super::{sid_check, string_list, sync_function, Row};
+    pub(super) use super::super::loan::{with_core, LuaBytes, LuaStrings};
+    pub(super) use super::super::{bytes_of, exit_error, sync_job, truthy, ts_of, Timestamp};
+    pub(super) use super::{core_function, sync_function, with_sync, Row};
     pub(super) use crate::cli;
     pub(super) use crate::delay::{select_walk, DelayId, DelayKind, Select};
     pub(super) use crate::exit::ExitCode;
@@ -35,14 +37,14 @@ mod prelude {
 
 use mlua::{Function, Lua, Table, Value};
 
-use super::Shared;
+use super::loan::with_core;
 use crate::sync::Core;
 
 /// One entry of the `core` table.
 pub(super) type Row = (&'static str, Function);
 
-/// An area's rows, made for one Lua state and core.
-type Area = fn(&Lua, &Shared) -> mlua::Result<Vec<Row>>;
+/// An area's rows, made for one Lua state.
+type Area = fn(&Lua) -> mlua::Result<Vec<Row>>;
 
 /// The areas, each giving its rows.
 const AREAS: [Area; 7] = [
@@ -91,10 +93,10 @@ const AREAS: [Area; 7] = [
 /// | `freePort` | — | port or nil |
 /// | `observeFd` | fd, readable wanted, writable wanted | — (both false: stop observing) |
 /// | `splitQuoted` | string | array of words |
-pub(super) fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
+pub(super) fn register_api(lua: &Lua) -> mlua::Result<Table> {
     let api = lua.create_table()?;
     for area in AREAS {
-        for (name, f) in area(lua, core)? {
+        for (name, f) in area(lua)? {
             if api.contains_key(name)? {
                 return Err(mlua::Error::runtime(format!(
                     "core.{name} registered twice"
@@ -106,46 +108,58 @@ pub(super) fn register_api(lua: &Lua, core: &Shared) -> mlua::Result<Table> {
     Ok(api)
 }
 
-fn sid_check(core: &Core, sid: i64) -> mlua::Result<usize> {
-    usize::try_from(sid)
-        .ok()
-        .filter(|s| *s < core.syncs.len())
-        .ok_or_else(|| mlua::Error::runtime("unknown sync"))
-}
-
-/// A `core` function taking a sync id first: the id is checked, the core borrowed for the call
-/// (which must not call back into Lua), and `f` gets the sync's index and the other arguments.
+/// A `core` function taking a sync id first: the id is checked against the lent core, then
+/// `f` gets the core, the sync's index and the other arguments. `f` runs plain Rust; what it
+/// returns becomes Lua values after the core is released.
 fn sync_function<A, R>(
     lua: &Lua,
-    core: &Shared,
-    f: impl Fn(&Lua, &mut Core, usize, A) -> mlua::Result<R> + 'static,
+    f: impl Fn(&mut Core, usize, A) -> mlua::Result<R> + 'static,
 ) -> mlua::Result<Function>
 where
     A: mlua::FromLuaMulti,
     R: mlua::IntoLuaMulti,
 {
-    let core = core.clone();
     lua.create_function(move |lua, mut args: mlua::MultiValue| {
-        let sid = args.pop_front().unwrap_or(Value::Nil);
-        let sid = match sid {
+        let sid = match args.pop_front().unwrap_or(Value::Nil) {
             Value::Integer(i) => i,
             Value::Number(n) => n as i64,
             _ => return Err(mlua::Error::runtime("unknown sync")),
         };
         let rest = A::from_lua_multi(args, lua)?;
-        let mut c = core.borrow_mut();
-        let sid = sid_check(&c, sid)?;
-        f(lua, &mut c, sid, rest)
+        with_sync(lua, sid, |c, sid| f(c, sid, rest))
     })
 }
 
-/// Byte strings as a Lua array.
-fn string_list(lua: &Lua, items: &[Vec<u8>]) -> mlua::Result<Table> {
-    let v = items
-        .iter()
-        .map(|p| lua.create_string(p))
-        .collect::<mlua::Result<Vec<_>>>()?;
-    lua.create_sequence_from(v)
+/// One access to sync id `sid` of the lent core, for a `core` function that also runs Lua
+/// (before or after, never during the access).
+fn with_sync<R>(
+    lua: &Lua,
+    sid: i64,
+    f: impl FnOnce(&mut Core, usize) -> mlua::Result<R>,
+) -> mlua::Result<R> {
+    with_core(lua, |c| {
+        let sid = sid_of(c, sid)?;
+        f(c, sid)
+    })
+}
+
+/// The index of sync id `sid` of a Lua call, if such a sync exists.
+fn sid_of(c: &Core, sid: i64) -> mlua::Result<usize> {
+    c.sync_index(sid)
+        .ok_or_else(|| mlua::Error::runtime("unknown sync"))
+}
+
+/// A `core` function on the daemon as a whole: `f` gets the lent core and the arguments, runs
+/// plain Rust, and what it returns becomes Lua values after the core is released.
+fn core_function<A, R>(
+    lua: &Lua,
+    f: impl Fn(&mut Core, A) -> mlua::Result<R> + 'static,
+) -> mlua::Result<Function>
+where
+    A: mlua::FromLuaMulti,
+    R: mlua::IntoLuaMulti,
+{
+    lua.create_function(move |lua, args: A| with_core(lua, |c| f(c, args)))
 }
 
 #[cfg(test)]
@@ -279,10 +293,7 @@ mod tests {
     #[test]
     fn the_prelude_uses_exactly_the_registered_names() {
         let lua = crate::sys::new_lua();
-        let core = std::rc::Rc::new(std::cell::RefCell::new(
-            Core::new(std::time::Instant::now()),
-        ));
-        let api = register_api(&lua, &core).expect("register");
+        let api = register_api(&lua).expect("register");
         let registered: BTreeSet<String> = api
             .pairs::<String, Value>()
             .map(|kv| kv.expect("pair").0)

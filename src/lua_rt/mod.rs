@@ -8,12 +8,14 @@
 //! `action`, `collect`, `forget`, `alarmTime`, `runAlarms`). Paths cross as Lua strings made of
 //! bytes. No mlua value leaves this module.
 //!
+//! The core is lent to Lua for the duration of each call from Rust (`loan.rs`): every public
+//! method of [`Runtime`] takes the event loop's `&mut Core` and lends it while Lua runs.
+//!
 //! Must not touch: the poll loop; fork/exec (spawns go through `Core::spawn`).
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
-use std::rc::Rc;
 
 use mlua::{Function, Lua, MetaMethod, Table, UserData, UserDataFields, UserDataMethods, Value};
 
@@ -23,6 +25,7 @@ use crate::delay::DelayId;
 use crate::exit::ExitCode;
 use crate::log;
 mod api;
+mod loan;
 
 use crate::sync::{Core, SyncJob};
 use crate::sys;
@@ -191,15 +194,19 @@ fn raw_traceback(e: &mlua::Error) -> Option<String> {
 }
 
 /// The exit a Lua callback asked for (`terminate()`, a fatal error found in Rust code Lua
-/// called). Kept as app data until the Rust caller of Lua takes it.
-struct PendingExit(ExitCode);
+/// called). Kept as app data until the Rust caller of Lua takes it; the slot is made with the
+/// state, so recording an exit never inserts app data (which would panic while the core is
+/// lent to a running API function).
+struct PendingExit(Cell<Option<ExitCode>>);
 
 /// Ends the Lua code running now with `code`: the exit is recorded for the Rust caller, and
 /// the returned error unwinds the Lua stack. A `pcall` cannot swallow it: from now on every Lua
 /// instruction raises it again, until the caller takes the exit ([`Runtime::take_exit`]).
 pub(crate) fn exit_error(lua: &Lua, code: ExitCode) -> mlua::Error {
-    if lua.app_data_ref::<PendingExit>().is_none() {
-        lua.set_app_data(PendingExit(code));
+    if let Ok(Some(pending)) = lua.try_app_data_ref::<PendingExit>() {
+        if pending.0.get().is_none() {
+            pending.0.set(Some(code));
+        }
     }
     lua.set_hook(
         mlua::HookTriggers::new().every_nth_instruction(1),
@@ -260,7 +267,6 @@ fn truthy(v: &Value) -> bool {
 pub(crate) struct Runtime {
     lua: Lua,
     hooks: Table,
-    core: Rc<RefCell<Core>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -269,15 +275,15 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-type Shared = Rc<RefCell<Core>>;
-
 impl Runtime {
     /// A fresh Lua state with all standard libraries, the core API, the prelude and the
-    /// bundled layers loaded.
-    pub(crate) fn new(core: Shared) -> anyhow::Result<Runtime> {
+    /// bundled layers loaded. No Lua code here reaches the core: the prelude and the layers
+    /// only define functions.
+    pub(crate) fn new(origin: std::time::Instant) -> anyhow::Result<Runtime> {
         let lua = sys::new_lua();
-        let api =
-            register_api(&lua, &core).map_err(|e| anyhow::anyhow!("{}", error_message(&e)))?;
+        lua.set_app_data(PendingExit(Cell::new(None)));
+        loan::install(&lua, Core::new(origin));
+        let api = register_api(&lua).map_err(|e| anyhow::anyhow!("{}", error_message(&e)))?;
         let hooks: Table = lua
             .load(PRELUDE)
             .set_name("@prelude.lua")
@@ -289,18 +295,24 @@ impl Runtime {
                 .exec()
                 .map_err(|e| anyhow::anyhow!("{}: {}", &name[1..], error_message(&e)))?;
         }
-        Ok(Runtime { lua, hooks, core })
+        Ok(Runtime { lua, hooks })
     }
 
     /// The exit a Lua callback asked for, if any; Lua code runs normally again afterwards.
     fn take_exit(&self) -> Option<ExitCode> {
-        let pending = self.lua.remove_app_data::<PendingExit>()?;
+        let code = self.lua.try_app_data_ref::<PendingExit>().ok()??.0.take()?;
         self.lua.remove_hook();
-        Some(pending.0)
+        Some(code)
     }
 
-    /// A startup step failed: the exit Lua asked for, or the step's error logged as fatal.
-    fn startup<T>(&self, r: Result<T, String>) -> Result<T, ExitCode> {
+    /// A startup step, run with the core lent: the exit Lua asked for, or the step's error
+    /// logged as fatal.
+    fn startup<T>(
+        &self,
+        core: &mut Core,
+        step: impl FnOnce(&Self) -> Result<T, String>,
+    ) -> Result<T, ExitCode> {
+        let r = loan::lend(&self.lua, core, || step(self)).and_then(|r| r);
         if let Some(code) = self.take_exit() {
             return Err(code);
         }
@@ -311,26 +323,32 @@ impl Runtime {
     }
 
     /// Command-line settings that `sync{}` applies while the config runs.
-    pub(crate) fn set_cli(&self, cli: &cli::Cli, first_run: bool) -> Result<(), ExitCode> {
-        self.startup(self.apply_cli(cli, first_run))
+    pub(crate) fn set_cli(
+        &self,
+        core: &mut Core,
+        cli: &cli::Cli,
+        first_run: bool,
+    ) -> Result<(), ExitCode> {
+        self.startup(core, |rt| rt.apply_cli(cli, first_run))
     }
 
     /// Runs a `-script` file (SPEC §1.2).
-    pub(crate) fn run_script(&self, path: &OsStr) -> Result<(), ExitCode> {
-        self.startup(self.load_script(path))
+    pub(crate) fn run_script(&self, core: &mut Core, path: &OsStr) -> Result<(), ExitCode> {
+        self.startup(core, |rt| rt.load_script(path))
     }
 
     /// Runs the config file (SPEC §1.6).
-    pub(crate) fn run_config(&self, abs: &OsStr) -> Result<(), ExitCode> {
-        self.startup(self.load_config(abs))
+    pub(crate) fn run_config(&self, core: &mut Core, abs: &OsStr) -> Result<(), ExitCode> {
+        self.startup(core, |rt| rt.load_config(abs))
     }
 
     /// Initialization after the config (SPEC §2.1 step 8 c–h): returns the merged settings.
     pub(crate) fn initialize(
         &self,
+        core: &mut Core,
         shortcuts: &[cli::Shortcut],
     ) -> Result<config::Settings, ExitCode> {
-        self.startup(self.initialize_settings(shortcuts))
+        self.startup(core, |rt| rt.initialize_settings(shortcuts))
     }
 
     /// Command-line settings that `sync{}` applies while the config runs.
@@ -470,72 +488,87 @@ impl Runtime {
     }
 
     /// Layer 3 translation of string actions (SPEC §8).
-    pub(crate) fn translate(&self) -> Result<(), ExitCode> {
-        self.call_hook::<()>("translate", ())
+    pub(crate) fn translate(&self, core: &mut Core) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "translate", ())
     }
 
+    /// Calls hook `name` with `core` lent for the call's duration.
     fn call_hook<R: mlua::FromLuaMulti>(
         &self,
+        core: &mut Core,
         name: &str,
         args: impl mlua::IntoLuaMulti,
     ) -> Result<R, ExitCode> {
         let f: Function = self.hooks.get(name).map_err(|e| fatal_lua(&e))?;
-        f.call::<R>(args)
-            .map_err(|e| self.take_exit().unwrap_or_else(|| fatal_lua(&e)))
+        match loan::lend(&self.lua, core, || f.call::<R>(args)) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.take_exit().unwrap_or_else(|| fatal_lua(&e))),
+            Err(e) => {
+                log::error(e);
+                Err(ExitCode::Fatal)
+            }
+        }
     }
 
     /// One line per sync for `-t` (source, target, delay).
-    pub(crate) fn summary(&self) -> Result<Vec<u8>, ExitCode> {
-        let s: mlua::String = self.call_hook("summary", ())?;
+    pub(crate) fn summary(&self, core: &mut Core) -> Result<Vec<u8>, ExitCode> {
+        let s: mlua::String = self.call_hook(core, "summary", ())?;
         Ok(s.as_bytes().to_vec())
     }
 
     /// `config.init(event)` for an Init delay.
-    pub(crate) fn call_init(&self, sid: usize, did: DelayId) -> Result<(), ExitCode> {
-        self.call_hook::<()>("init", (sid as i64, did.0 as i64))
+    pub(crate) fn call_init(
+        &self,
+        core: &mut Core,
+        sid: usize,
+        did: DelayId,
+    ) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "init", (sid as i64, did.0 as i64))
     }
 
     /// `config.full(event)` for a Full delay.
     /// `collapsed`: the Full stands for pending changes that collapsed (`maxPending`).
     pub(crate) fn call_full(
         &self,
+        core: &mut Core,
         sid: usize,
         did: DelayId,
         collapsed: bool,
     ) -> Result<(), ExitCode> {
-        self.call_hook::<()>("full", (sid as i64, did.0 as i64, collapsed))
+        self.call_hook::<()>(core, "full", (sid as i64, did.0 as i64, collapsed))
     }
 
     /// `config.action(inlet)`.
-    pub(crate) fn call_action(&self, sid: usize) -> Result<(), ExitCode> {
-        self.call_hook::<()>("action", sid as i64)
+    pub(crate) fn call_action(&self, core: &mut Core, sid: usize) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "action", sid as i64)
     }
 
-    pub(crate) fn has_full(&self, sid: usize) -> Result<bool, ExitCode> {
-        self.call_hook::<bool>("hasFull", sid as i64)
+    pub(crate) fn has_full(&self, core: &mut Core, sid: usize) -> Result<bool, ExitCode> {
+        self.call_hook::<bool>(core, "hasFull", sid as i64)
     }
 
     /// `config.collect(agent, exitcode)`: what it returned.
     pub(crate) fn collect(
         &self,
+        core: &mut Core,
         sid: usize,
         pid: libc::pid_t,
         code: i32,
     ) -> Result<Option<Vec<u8>>, ExitCode> {
         let rc: Option<mlua::String> =
-            self.call_hook("collect", (sid as i64, pid as i64, code as i64))?;
+            self.call_hook(core, "collect", (sid as i64, pid as i64, code as i64))?;
         Ok(rc.map(|s| s.as_bytes().to_vec()))
     }
 
     /// A child that is not collected (killed by a signal, or never started): its agent is
     /// dropped without asking the layer's `collect`.
-    pub(crate) fn drop_agent(&self, pid: libc::pid_t) -> Result<(), ExitCode> {
-        self.call_hook::<()>("dropAgent", pid as i64)
+    pub(crate) fn drop_agent(&self, core: &mut Core, pid: libc::pid_t) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "dropAgent", pid as i64)
     }
 
     /// Forgets the event tables of delays the core removed.
-    pub(crate) fn forget_removed(&self) -> Result<(), ExitCode> {
-        let removed = std::mem::take(&mut self.core.borrow_mut().removed);
+    pub(crate) fn forget_removed(&self, core: &mut Core) -> Result<(), ExitCode> {
+        let removed = core.take_removed();
         if removed.is_empty() {
             return Ok(());
         }
@@ -546,27 +579,32 @@ impl Runtime {
             .lua
             .create_sequence_from(flat)
             .map_err(|e| fatal_lua(&e))?;
-        self.call_hook::<()>("forget", t)
+        self.call_hook::<()>(core, "forget", t)
     }
 
     /// Tunnels: start, watch, restart; hold syncs whose tunnel is down (SPEC §14.2).
-    pub(crate) fn tunnel_tick(&self) -> Result<(), ExitCode> {
-        self.call_hook::<()>("tunnelTick", ())
+    pub(crate) fn tunnel_tick(&self, core: &mut Core) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "tunnelTick", ())
     }
 
     /// A child no sync owns exited (a tunnel process, or one of `lsyncd.exec`).
-    pub(crate) fn child_exit(&self, pid: libc::pid_t, code: i32) -> Result<(), ExitCode> {
-        self.call_hook::<()>("childExit", (pid as i64, code as i64))
+    pub(crate) fn child_exit(
+        &self,
+        core: &mut Core,
+        pid: libc::pid_t,
+        code: i32,
+    ) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "childExit", (pid as i64, code as i64))
     }
 
     /// SIGKILL for every tunnel process, at the end of a run.
-    pub(crate) fn kill_tunnels(&self) {
-        let _ = self.call_hook::<()>("killTunnels", ());
+    pub(crate) fn kill_tunnels(&self, core: &mut Core) {
+        let _ = self.call_hook::<()>(core, "killTunnels", ());
     }
 
     /// The tunnel section of the status file.
-    pub(crate) fn tunnel_status(&self) -> Vec<u8> {
-        self.call_hook::<mlua::String>("tunnelStatus", ())
+    pub(crate) fn tunnel_status(&self, core: &mut Core) -> Vec<u8> {
+        self.call_hook::<mlua::String>(core, "tunnelStatus", ())
             .map(|s| s.as_bytes().to_vec())
             .unwrap_or_default()
     }
@@ -574,15 +612,16 @@ impl Runtime {
     /// An observed fd is ready: its `observefd` callbacks (SPEC §2.2).
     pub(crate) fn fd_ready(
         &self,
+        core: &mut Core,
         fd: std::os::fd::RawFd,
         readable: bool,
         writable: bool,
     ) -> Result<(), ExitCode> {
-        self.call_hook::<()>("fdReady", (fd as i64, readable, writable))
+        self.call_hook::<()>(core, "fdReady", (fd as i64, readable, writable))
     }
 
-    pub(crate) fn run_alarms(&self) -> Result<(), ExitCode> {
-        self.call_hook::<()>("runAlarms", ())
+    pub(crate) fn run_alarms(&self, core: &mut Core) -> Result<(), ExitCode> {
+        self.call_hook::<()>(core, "runAlarms", ())
     }
 }
 

@@ -251,6 +251,22 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Makes the FIFO `fifo` in `dir` (for configs that observe a descriptor, `fifo_fd.lua`).
+pub fn make_fifo(dir: &TestDir) -> PathBuf {
+    let fifo = dir.path("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    fifo
+}
+
+/// Opens a FIFO a daemon holds open for reading, to write lines to it.
+pub fn open_for_writing(fifo: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(fifo)
+        .expect("open fifo for writing")
+}
+
 /// Result of one short-lived run: exit code and both streams, kept apart.
 pub struct Run {
     pub code: i32,

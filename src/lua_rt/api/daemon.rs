@@ -6,7 +6,7 @@
 use super::prelude::*;
 
 /// This area's `(name, function)` rows.
-pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     rows.push((
         "log",
@@ -25,12 +25,6 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             Err(exit_error(lua, ExitCode::requested(code)))
         })?,
     ));
-    {
-        let core = core.clone();
-        rows.push((
-            "fading",
-            lua.create_function(move |_, ()| Ok(core.borrow().fading))?,
-        ));
-    }
+    rows.push(("fading", core_function(lua, |c, ()| Ok(c.is_fading()))?));
     Ok(rows)
 }

@@ -6,19 +6,19 @@
 use super::prelude::*;
 
 /// This area's `(name, function)` rows.
-pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     rows.push((
         "addExclude",
-        sync_function(lua, core, |_, c, sid, p: mlua::String| {
-            c.syncs[sid].excludes.add_exclude(&p.as_bytes());
+        sync_function(lua, |c, sid, p: mlua::String| {
+            c.sync_mut(sid).excludes.add_exclude(&p.as_bytes());
             Ok(())
         })?,
     ));
     rows.push((
         "rmExclude",
-        sync_function(lua, core, |_, c, sid, p: mlua::String| {
-            if !c.syncs[sid].excludes.remove_exclude(&p.as_bytes()) {
+        sync_function(lua, |c, sid, p: mlua::String| {
+            if !c.sync_mut(sid).excludes.remove_exclude(&p.as_bytes()) {
                 log::normal(
                     [
                         b"Removing not excluded exclude \"".as_slice(),
@@ -33,26 +33,24 @@ pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
     ));
     rows.push((
         "getExcludes",
-        sync_function(lua, core, |lua, c, sid, ()| {
-            string_list(lua, &c.syncs[sid].excludes.excludes())
+        sync_function(lua, |c, sid, ()| {
+            Ok(LuaStrings(c.sync_mut(sid).excludes.excludes()))
         })?,
     ));
     rows.push((
         "getFilters",
-        sync_function(lua, core, |lua, c, sid, ()| {
-            string_list(lua, &c.syncs[sid].excludes.filters())
+        sync_function(lua, |c, sid, ()| {
+            Ok(LuaStrings(c.sync_mut(sid).excludes.filters()))
         })?,
     ));
     rows.push((
         "hasFilters",
-        sync_function(lua, core, |_, c, sid, ()| {
-            Ok(c.syncs[sid].excludes.has_filters())
-        })?,
+        sync_function(lua, |c, sid, ()| Ok(c.sync_mut(sid).excludes.has_filters()))?,
     ));
     rows.push((
         "appendFilter",
-        sync_function(lua, core, |_, c, sid, line: mlua::String| {
-            c.syncs[sid]
+        sync_function(lua, |c, sid, line: mlua::String| {
+            c.sync_mut(sid)
                 .excludes
                 .append_filter(&line.as_bytes())
                 .map_err(|e| mlua::Error::runtime(e.to_string()))

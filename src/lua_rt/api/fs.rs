@@ -6,7 +6,7 @@
 use super::prelude::*;
 
 /// This area's `(name, function)` rows.
-pub(super) fn rows(lua: &Lua, _core: &Shared) -> mlua::Result<Vec<Row>> {
+pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     rows.push((
         "realdir",

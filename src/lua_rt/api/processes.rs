@@ -6,23 +6,22 @@
 use super::prelude::*;
 
 /// This area's `(name, function)` rows.
-pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    rows.extend(spawn_rows(lua, core)?);
-    rows.extend(count_rows(lua, core)?);
+    rows.extend(spawn_rows(lua)?);
+    rows.extend(count_rows(lua)?);
     Ok(rows)
 }
 
 /// Starting processes: for events (`spawn`) and unbound (`exec`).
-fn spawn_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+fn spawn_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
-    {
-        let core = core.clone();
-        rows.push((
+    rows.push(
+        (
             "spawn",
             lua.create_function(
-                move |_,
-                      (sid, dids, is_list, argv, stdin): (
+                |lua,
+                 (sid, dids, is_list, argv, stdin): (
                     i64,
                     Value,
                     bool,
@@ -37,55 +36,47 @@ fn spawn_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
                             .collect::<mlua::Result<_>>()?,
                         _ => return Err(mlua::Error::runtime("spawning with an unknown agent")),
                     };
-                    let argv: Vec<Vec<u8>> = argv
-                        .sequence_values::<mlua::String>()
-                        .map(|s| s.map(|s| s.as_bytes().to_vec()))
-                        .collect::<mlua::Result<_>>()?;
+                    let argv = byte_strings(&argv)?;
                     let stdin = stdin.map(|s| s.as_bytes().to_vec());
-                    let mut c = core.borrow_mut();
-                    let sid = sid_check(&c, sid)?;
-                    c.spawn(sid, ids, is_list, argv, stdin)
-                        .map(|p| p.map(i64::from))
-                        .map_err(mlua::Error::runtime)
+                    with_sync(lua, sid, |c, sid| {
+                        c.spawn(sid, ids, is_list, argv, stdin)
+                            .map(|p| p.map(i64::from))
+                            .map_err(mlua::Error::runtime)
+                    })
                 },
             )?,
-        ));
-    }
-    {
-        let core = core.clone();
-        rows.push((
-            "exec",
-            lua.create_function(move |_, argv: Table| {
-                let argv: Vec<Vec<u8>> = argv
-                    .sequence_values::<mlua::String>()
-                    .map(|s| s.map(|s| s.as_bytes().to_vec()))
-                    .collect::<mlua::Result<_>>()?;
-                let mut c = core.borrow_mut();
-                Ok(c.exec_unbound(argv).map(i64::from))
-            })?,
-        ));
-    }
+        ),
+    );
+    rows.push((
+        "exec",
+        lua.create_function(|lua, argv: Table| {
+            let argv = byte_strings(&argv)?;
+            with_core(lua, |c| Ok(c.exec_unbound(argv).map(i64::from)))
+        })?,
+    ));
     Ok(rows)
 }
 
+/// The strings of a Lua array, as bytes (read before the core is taken: it may run Lua).
+fn byte_strings(t: &Table) -> mlua::Result<Vec<Vec<u8>>> {
+    t.sequence_values::<mlua::String>()
+        .map(|s| s.map(|s| s.as_bytes().to_vec()))
+        .collect()
+}
+
 /// Process counts, signals and observed fds.
-fn count_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+fn count_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
-    {
-        let core = core.clone();
-        rows.push((
-            "processInfo",
-            lua.create_function(move |_, ()| {
-                let c = core.borrow();
-                Ok((c.running as i64, c.max_processes.map(|m| m as i64)))
-            })?,
-        ));
-    }
+    rows.push((
+        "processInfo",
+        core_function(lua, |c, ()| {
+            let (running, max) = c.process_counts();
+            Ok((running as i64, max.map(|m| m as i64)))
+        })?,
+    ));
     rows.push((
         "processCount",
-        sync_function(lua, core, |_, c, sid, ()| {
-            Ok(c.syncs[sid].processes.len() as i64)
-        })?,
+        sync_function(lua, |c, sid, ()| Ok(c.sync(sid).processes.len() as i64))?,
     ));
     rows.push((
         "kill",
@@ -102,24 +93,16 @@ fn count_rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
             Ok(if sys::kill(pid, sig).is_ok() { 0 } else { -1 })
         })?,
     ));
-    {
-        let core = core.clone();
-        rows.push((
-            "observeFd",
-            lua.create_function(move |_, (fd, r, w): (i64, bool, bool)| {
-                let fd = std::os::fd::RawFd::try_from(fd)
-                    .ok()
-                    .filter(|fd| *fd >= 0)
-                    .ok_or_else(|| mlua::Error::runtime("observefd: bad fd"))?;
-                let mut c = core.borrow_mut();
-                if r || w {
-                    c.observed.insert(fd, (r, w));
-                } else {
-                    c.observed.remove(&fd);
-                }
-                Ok(())
-            })?,
-        ));
-    }
+    rows.push((
+        "observeFd",
+        core_function(lua, |c, (fd, r, w): (i64, bool, bool)| {
+            let fd = std::os::fd::RawFd::try_from(fd)
+                .ok()
+                .filter(|fd| *fd >= 0)
+                .ok_or_else(|| mlua::Error::runtime("observefd: bad fd"))?;
+            c.observe_fd(fd, r, w);
+            Ok(())
+        })?,
+    ));
     Ok(rows)
 }

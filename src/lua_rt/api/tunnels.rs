@@ -6,26 +6,22 @@
 use super::prelude::*;
 
 /// This area's `(name, function)` rows.
-pub(super) fn rows(lua: &Lua, core: &Shared) -> mlua::Result<Vec<Row>> {
+pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     let mut rows: Vec<Row> = Vec::new();
     rows.push((
         "holdSync",
-        sync_function(lua, core, |_, c, sid, held: bool| {
-            c.syncs[sid].held = held;
-            c.syncs[sid].health.set_held(held);
+        sync_function(lua, |c, sid, held: bool| {
+            c.sync_mut(sid).hold(held);
             Ok(())
         })?,
     ));
-    {
-        let core = core.clone();
-        rows.push((
-            "tunnelsExist",
-            lua.create_function(move |_, ()| {
-                core.borrow_mut().tunnels = true;
-                Ok(())
-            })?,
-        ));
-    }
+    rows.push((
+        "tunnelsExist",
+        core_function(lua, |c, ()| {
+            c.note_tunnels();
+            Ok(())
+        })?,
+    ));
     rows.push((
         "freePort",
         lua.create_function(|_, ()| {
