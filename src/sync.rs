@@ -1,12 +1,16 @@
-//! The syncs: one [`SyncJob`] per `sync{}` of the config, and [`Core`], the state every sync and
-//! the Lua API share (the process table, the spawner handle, the global process count).
+//! The syncs: one [`SyncJob`] per `sync{}` of the config, and [`Core`], the daemon's state of
+//! one run, split by concern: the syncs, the process table (`processes.rs`), the Lua-side state
+//! (`lua_side.rs`), the run's progress and the settings it applies.
 //!
 //! Owns: turning file-system events into delays for each sync (SPEC §3.5, §4.2: exclusion,
-//! move splitting, alarms, directory recursion §3.6), the per-sync process table, what is due
-//! (SPEC §4.6), and what happens to delays when a child is collected (SPEC §6.5).
+//! move splitting, alarms, directory recursion §3.6), collapsing them above `maxPending`, and
+//! what is due (SPEC §4.6). The submodules own spawning for a sync (`processes.rs`), what
+//! happens to delays when a child is collected (SPEC §6.5, `finish.rs`) and the include list
+//! of an event list (SPEC §9.5, `include.rs`).
 //!
-//! Must not touch: Lua (it is called by `lua_rt` and by the event loop, never the other way),
-//! the poll loop, fork/exec (that is `spawn.rs`, reached through [`Spawner`]).
+//! Must not touch: Lua (the core is lent to `lua_rt` for each call into Lua, and never calls
+//! Lua itself), the poll loop, fork/exec (that is `spawn.rs`, reached through the process
+//! table).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -16,32 +20,20 @@ use std::time::{Duration, Instant};
 
 use crate::delay::{Delay, DelayId, DelayKind, DelayList, Pushed, Status};
 use crate::exclude::Excludes;
-use crate::exit::ExitCode;
-use crate::health::{self, SyncHealth};
+use crate::health::SyncHealth;
 use crate::log;
-use crate::retry::{Backoff, Failure, State};
-use crate::spawn::{self, PipeState, SpawnRequest, Spawner};
+use crate::retry::Backoff;
 use crate::watch::{FsEvent, FsKind, Monitor, MonitorChoice};
 
-/// What a running child was spawned for.
-#[derive(Debug)]
-pub(crate) struct Agent {
-    pub(crate) dids: Vec<DelayId>,
-    pub(crate) is_list: bool,
-    /// argv[0], for failure reports.
-    pub(crate) command: Vec<u8>,
-}
+mod finish;
+mod include;
+mod lua_side;
+mod processes;
 
-/// How a child of a sync ended, as the event loop hands it to [`Core::finish`].
-#[derive(Debug)]
-pub(crate) enum Ended<'a> {
-    /// It exited with `code`; the layer's `collect` said `rc`.
-    Exited { rc: Option<&'a [u8]>, code: i32 },
-    /// A signal killed it: retried, its `collect` is not asked.
-    Signalled(i32),
-    /// fork/exec failed before the command ran.
-    SpawnFailed(String),
-}
+pub(crate) use finish::Ended;
+pub(crate) use include::include_list;
+pub(crate) use lua_side::LuaSide;
+pub(crate) use processes::{Agent, ProcessTable};
 
 /// One `sync{}`.
 #[derive(Debug)]
@@ -119,42 +111,38 @@ impl SyncJob {
     }
 }
 
-/// State shared between the event loop and the Lua API.
+/// The daemon's state of one run, split by concern. The event loop owns it and lends it to
+/// Lua for each call (`lua_rt`); nothing else keeps a handle on it.
 #[derive(Debug)]
 pub(crate) struct Core {
+    /// The syncs, in the order of the config's `sync{}` calls.
     pub(crate) syncs: Vec<SyncJob>,
-    pub(crate) spawner: Spawner,
-    pub(crate) registry: Option<mio::Registry>,
-    /// Processes of all syncs.
-    pub(crate) running: usize,
-    /// `settings{ maxProcesses }`: the global cap.
-    pub(crate) max_processes: Option<usize>,
+    /// The children of every sync, the spawner and the global process cap.
+    pub(crate) procs: ProcessTable,
+    /// What the config's Lua code asked the loop for, and the delays Lua must forget.
+    pub(crate) lua: LuaSide,
+    /// Startup transfers still to do, and whether the run is fading.
+    pub(crate) run: RunState,
+    /// `settings{}` values the syncs apply.
+    pub(crate) limits: Limits,
+}
+
+/// How far the run is: startup transfers, fading.
+#[derive(Debug, Default)]
+pub(crate) struct RunState {
     /// TERM/INT/HUP or overflow pending: no new processes.
     pub(crate) fading: bool,
-    pub(crate) pid_owner: HashMap<libc::pid_t, usize>,
-    /// Delays removed since the last cycle; Lua forgets their event tables.
-    pub(crate) removed: Vec<(usize, DelayId)>,
-    /// When daemonized with a logfile, children write to it (SPEC §6.1).
-    pub(crate) child_logfile: Option<std::ffi::OsString>,
-    /// The time base of Lua timestamps.
-    pub(crate) origin: Instant,
-    /// The earliest user `alarm()`, kept here so the loop need not ask Lua every pass.
-    pub(crate) user_alarm: Option<Instant>,
-    /// File descriptors configs observe (`observefd`): fd → (readable wanted, writable wanted).
-    pub(crate) observed: std::collections::BTreeMap<std::os::fd::RawFd, (bool, bool)>,
-    /// The config created tunnels: the loop ticks them at least once a second.
-    pub(crate) tunnels: bool,
     /// Init delays not finished yet: the startup transfers still to do.
     pub(crate) init_pending: usize,
     /// A startup transfer failed temporarily and is being retried (insist).
     pub(crate) init_retried: bool,
+}
+
+/// `settings{}` values the syncs apply.
+#[derive(Debug)]
+pub(crate) struct Limits {
     /// `settings{ maxBackoff }` in seconds.
     pub(crate) max_backoff: f64,
-    /// Spawns that failed before exec, as (sync, stand-in pid, error): finished as failed
-    /// attempts by the event loop after the actions of this cycle.
-    pub(crate) spawn_failures: Vec<(usize, libc::pid_t, String)>,
-    /// The next stand-in pid of a failed spawn (negative: never a real process).
-    next_failed_pid: libc::pid_t,
     /// `settings{ maxPending }`: a sync holding more delays collapses them into one Full.
     pub(crate) max_pending: usize,
 }
@@ -166,24 +154,13 @@ impl Core {
     pub(crate) fn new(origin: Instant) -> Core {
         Core {
             syncs: Vec::new(),
-            spawner: Spawner::new(),
-            registry: None,
-            running: 0,
-            max_processes: None,
-            fading: false,
-            pid_owner: HashMap::new(),
-            removed: Vec::new(),
-            child_logfile: None,
-            origin,
-            user_alarm: None,
-            observed: Default::default(),
-            tunnels: false,
-            init_pending: 0,
-            init_retried: false,
-            max_backoff: crate::retry::DEFAULT_MAX_BACKOFF,
-            spawn_failures: Vec::new(),
-            next_failed_pid: -1,
-            max_pending: DEFAULT_MAX_PENDING,
+            procs: ProcessTable::new(),
+            lua: LuaSide::new(origin),
+            run: RunState::default(),
+            limits: Limits {
+                max_backoff: crate::retry::DEFAULT_MAX_BACKOFF,
+                max_pending: DEFAULT_MAX_PENDING,
+            },
         }
     }
 
@@ -210,41 +187,7 @@ impl Core {
 
     /// Whether the run is fading (TERM/INT/HUP or overflow): no new processes.
     pub(crate) fn is_fading(&self) -> bool {
-        self.fading
-    }
-
-    /// The time base of Lua timestamps.
-    pub(crate) fn origin(&self) -> Instant {
-        self.origin
-    }
-
-    /// The earliest user `alarm()`, or none.
-    pub(crate) fn set_user_alarm(&mut self, at: Option<Instant>) {
-        self.user_alarm = at;
-    }
-
-    /// The config created tunnels: the loop ticks them from now on.
-    pub(crate) fn note_tunnels(&mut self) {
-        self.tunnels = true;
-    }
-
-    /// Processes running in all syncs, and the global cap.
-    pub(crate) fn process_counts(&self) -> (usize, Option<usize>) {
-        (self.running, self.max_processes)
-    }
-
-    /// `observefd`: watch `fd` for reading and/or writing; neither stops observing it.
-    pub(crate) fn observe_fd(&mut self, fd: std::os::fd::RawFd, readable: bool, writable: bool) {
-        if readable || writable {
-            self.observed.insert(fd, (readable, writable));
-        } else {
-            self.observed.remove(&fd);
-        }
-    }
-
-    /// The delays removed since the last call, for Lua to forget their event tables.
-    pub(crate) fn take_removed(&mut self) -> Vec<(usize, DelayId)> {
-        std::mem::take(&mut self.removed)
+        self.run.fading
     }
 
     /// The relative path of `abs` in sync `s`, if inside its source (SPEC §3.5 step 4).
@@ -370,7 +313,7 @@ impl Core {
             }
         }
         let s = &mut self.syncs[sid];
-        if s.delays.len() <= self.max_pending {
+        if s.delays.len() <= self.limits.max_pending {
             s.over_limit_logged = false;
         } else if s.has_full {
             self.collapse(sid, now);
@@ -382,7 +325,7 @@ impl Core {
                     format!(
                         ": more than {} pending changes (maxPending), but no full or onFull \
                          action to collapse them into: every change is kept",
-                        self.max_pending
+                        self.limits.max_pending
                     )
                     .as_bytes(),
                 ]
@@ -412,7 +355,7 @@ impl Core {
                 self.syncs[sid].name.as_slice(),
                 format!(
                     ": {gone} pending changes (maxPending {}) collapsed into one full transfer",
-                    self.max_pending
+                    self.limits.max_pending
                 )
                 .as_bytes(),
             ]
@@ -432,7 +375,7 @@ impl Core {
             .collect();
         for id in &gone {
             s.delays.remove(*id);
-            self.removed.push((sid, *id));
+            self.lua.forget(sid, *id);
         }
         let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
         let id = s
@@ -487,7 +430,7 @@ impl Core {
                 }
                 outcome => {
                     log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome);
-                    Self::note_replaced(&mut self.removed, sid, &outcome);
+                    Self::note_replaced(&mut self.lua, sid, &outcome);
                 }
             }
             return;
@@ -508,7 +451,7 @@ impl Core {
         };
         let outcome = s.delays.push(kind, path.clone(), None, alarm);
         log_pushed(&s.delays, kind, &path, None, &outcome);
-        Self::note_replaced(&mut self.removed, sid, &outcome);
+        Self::note_replaced(&mut self.lua, sid, &outcome);
         if let Some(dir) = recurse {
             if s.subdirs {
                 dirs.push(dir);
@@ -517,10 +460,10 @@ impl Core {
     }
 
     /// A delay that a combine replaced is gone: Lua forgets its event tables too.
-    fn note_replaced(removed: &mut Vec<(usize, DelayId)>, sid: usize, outcome: &Pushed) {
+    fn note_replaced(lua: &mut LuaSide, sid: usize, outcome: &Pushed) {
         match outcome {
-            Pushed::Replaced { old, .. } => removed.push((sid, *old)),
-            Pushed::ToDeleteStacked { on_move, .. } => removed.push((sid, *on_move)),
+            Pushed::Replaced { old, .. } => lua.forget(sid, *old),
+            Pushed::ToDeleteStacked { on_move, .. } => lua.forget(sid, *on_move),
             _ => {}
         }
     }
@@ -530,7 +473,7 @@ impl Core {
         let s = &mut self.syncs[sid];
         s.delays
             .push_unblocked(DelayKind::Init, Default::default(), None);
-        self.init_pending += 1;
+        self.run.init_pending += 1;
     }
 
     /// When the main loop must wake up for this sync: `None` never, else the instant
@@ -570,7 +513,7 @@ impl Core {
 
     /// Whether the global process cap is reached.
     pub(crate) fn at_global_limit(&self) -> bool {
-        matches!(self.max_processes, Some(m) if self.running >= m)
+        self.procs.at_limit()
     }
 
     /// The next delay of `sid` the scheduler should act on, scanning from `after` (SPEC §4.6
@@ -602,10 +545,10 @@ impl Core {
             Some(d) if d.status == Status::Wait => {
                 if let Some(d) = s.delays.remove(id) {
                     if d.kind == DelayKind::Init {
-                        self.init_pending = self.init_pending.saturating_sub(1);
+                        self.run.init_pending = self.run.init_pending.saturating_sub(1);
                     }
                 }
-                self.removed.push((sid, id));
+                self.lua.forget(sid, id);
             }
             Some(d) => log::error(format!(
                 "Ignored cancel of a non-waiting event of type {}",
@@ -614,290 +557,6 @@ impl Core {
             None => {}
         }
     }
-
-    /// `spawn()` for an agent (SPEC §6.1). Returns the pid, or `None` when nothing started.
-    pub(crate) fn spawn(
-        &mut self,
-        sid: usize,
-        dids: Vec<DelayId>,
-        is_list: bool,
-        argv: Vec<Vec<u8>>,
-        stdin: Option<Vec<u8>>,
-    ) -> Result<Option<libc::pid_t>, String> {
-        {
-            let s = &self.syncs[sid];
-            for id in &dids {
-                let status = s.delays.get(*id).map(|d| d.status);
-                let ok = matches!(
-                    (is_list, status),
-                    (false, Some(Status::Wait)) | (true, Some(Status::Wait | Status::Block))
-                );
-                if !ok {
-                    return Err(if is_list {
-                        "spawn() called on an non-waiting event list".to_string()
-                    } else {
-                        "spawn() called on an non-waiting event".to_string()
-                    });
-                }
-            }
-        }
-        let stdin = stdin.filter(|t| !t.is_empty());
-        log::with(b"Exec", || spawn::exec_log_line(&argv, stdin.as_deref()));
-        let Some(registry) = self.registry.as_ref() else {
-            return Err("spawn() called before the daemon runs".to_string());
-        };
-        let command = health::command_line(&argv);
-        let program = argv.first().cloned().unwrap_or_default();
-        let req = SpawnRequest {
-            argv,
-            stdin,
-            output: self.child_output(),
-        };
-        let (pid, pipe) = match self.spawner.spawn(registry, req) {
-            Ok(r) => r,
-            Err(e) => {
-                // Counted as a process that failed at once, so that the layer keeps its
-                // events (they are active, not waiting) and the sync backs off.
-                let pid = self.next_failed_pid;
-                self.next_failed_pid = if pid <= -1_000_000 { -1 } else { pid - 1 };
-                self.spawn_failures.push((sid, pid, e.to_string()));
-                self.start_process(sid, pid, dids, is_list, (program, command));
-                return Ok(Some(pid));
-            }
-        };
-        if matches!(pipe, PipeState::OneSweep) {
-            log::with(b"Exec", || b"one-sweeped pipe".to_vec());
-        }
-        self.start_process(sid, pid, dids, is_list, (program, command));
-        self.pid_owner.insert(pid, sid);
-        Ok(Some(pid))
-    }
-
-    fn start_process(
-        &mut self,
-        sid: usize,
-        pid: libc::pid_t,
-        dids: Vec<DelayId>,
-        is_list: bool,
-        (program, command): (Vec<u8>, Vec<u8>),
-    ) {
-        self.running += 1;
-        let s = &mut self.syncs[sid];
-        s.health.transfer_started(pid, command);
-        for id in &dids {
-            s.delays.set_active(*id);
-        }
-        s.processes.insert(
-            pid,
-            Agent {
-                dids,
-                is_list,
-                command: program,
-            },
-        );
-    }
-
-    /// The stdout/stderr a child gets: the logfile when daemonized with one, else inherited.
-    fn child_output(&self) -> Option<std::os::fd::OwnedFd> {
-        let path = self.child_logfile.as_ref()?;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .ok()
-            .map(std::os::fd::OwnedFd::from)
-    }
-
-    /// `lsyncd.exec`: a child bound to no event; its exit is ignored when reaped.
-    pub(crate) fn exec_unbound(&mut self, argv: Vec<Vec<u8>>) -> Option<libc::pid_t> {
-        log::with(b"Exec", || spawn::exec_log_line(&argv, None));
-        let registry = self.registry.as_ref()?;
-        let req = SpawnRequest {
-            argv,
-            stdin: None,
-            output: self.child_output(),
-        };
-        match self.spawner.spawn(registry, req) {
-            Ok((pid, _)) => Some(pid),
-            Err(e) => {
-                log::error(format!("cannot spawn: {e}"));
-                None
-            }
-        }
-    }
-
-    /// The delays of a collected child: removed, retried or fatal (SPEC §6.5).
-    ///
-    /// A failure (`again`, a signal, a failed spawn, and while running `die` or an unknown
-    /// code) keeps the child's delays and holds the sync for its backoff; `die` of a startup
-    /// transfer ends the daemon as upstream. `Err` also when every sync has failed.
-    pub(crate) fn finish(
-        &mut self,
-        sid: usize,
-        pid: libc::pid_t,
-        outcome: Ended<'_>,
-        now: Instant,
-    ) -> Result<(), ExitCode> {
-        let s = &mut self.syncs[sid];
-        let Some(agent) = s.processes.remove(&pid) else {
-            return Ok(());
-        };
-        self.running = self.running.saturating_sub(1);
-        let is_init = agent
-            .dids
-            .iter()
-            .any(|id| s.delays.get(*id).is_some_and(|d| d.kind == DelayKind::Init));
-        let command = agent.command.clone();
-        let (failure, exitcode) = match outcome {
-            Ended::Exited {
-                rc: Some(b"die"),
-                code,
-            } => {
-                if is_init {
-                    log::error("Critical exitcode.");
-                    return Err(ExitCode::Fatal);
-                }
-                (Some(Failure::Fatal { command, code }), code)
-            }
-            Ended::Exited {
-                rc: Some(b"again"),
-                code,
-            } => (Some(Failure::Exit { command, code }), code),
-            Ended::Exited { code, .. } => (None, code),
-            Ended::Signalled(signal) => (Some(Failure::Signal { command, signal }), 128 + signal),
-            Ended::SpawnFailed(error) => (Some(Failure::Spawn { command, error }), -1),
-        };
-        let judged = match &failure {
-            None => health::Outcome::Succeeded,
-            Some(f) if f.is_fatal() => health::Outcome::Failed,
-            Some(_) => health::Outcome::Retry,
-        };
-        s.health.transfer_finished(pid, judged, exitcode);
-        if let Some(failure) = failure {
-            let pending = s.delays.len();
-            let until = s
-                .backoff
-                .failure(&s.name, &failure, pending, self.max_backoff, now);
-            for id in &agent.dids {
-                s.delays.set_wait(*id, Some(until));
-            }
-            if is_init {
-                self.init_retried = true;
-            }
-            if failure.is_fatal()
-                && self
-                    .syncs
-                    .iter()
-                    .all(|s| s.backoff.state() == State::Failed)
-            {
-                log::error("Critical exitcode.");
-                log::error("Every sync has failed; exiting.");
-                return Err(ExitCode::Fatal);
-            }
-            return Ok(());
-        }
-        s.backoff.success(&s.name);
-        for id in &agent.dids {
-            if let Some(d) = s.delays.remove(*id) {
-                if d.kind == DelayKind::Init {
-                    self.init_pending = self.init_pending.saturating_sub(1);
-                }
-                if !agent.is_list {
-                    log::with(b"Delay", || {
-                        format!("Finish of {} on ", d.kind.as_lua_str())
-                            .into_bytes()
-                            .into_iter()
-                            .chain(s.source.iter().copied())
-                            .chain(d.path.iter().copied())
-                            .chain(format!(" = {exitcode}").into_bytes())
-                            .collect()
-                    });
-                }
-                self.removed.push((sid, *id));
-            }
-        }
-        if agent.is_list {
-            log::with(b"Delay", || {
-                format!("Finished list = {exitcode}").into_bytes()
-            });
-        } else {
-            s.init_done = true;
-        }
-        Ok(())
-    }
-}
-
-/// An rsync include pattern matching exactly `path` (SPEC §9.5 step 2 with the fix of §15
-/// item 22): a path without `*`, `?` or `[` is used as it is (rsync reads it literally);
-/// otherwise every `\ * ? [ ]` is escaped. A directory Delete also matches its content (`***`).
-fn include_pattern(path: &[u8], dir_delete: bool, out: &mut Vec<u8>) {
-    out.clear();
-    if !dir_delete && !path.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
-        out.extend_from_slice(path);
-        return;
-    }
-    for &b in path {
-        if matches!(b, b'\\' | b'*' | b'?' | b'[' | b']') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    if dir_delete {
-        out.extend_from_slice(b"***");
-    }
-}
-
-/// The parent directory of a relative path: `/a/b/c` → `/a/b/`, `/a/b/` → `/a/`, `/a` → `/`,
-/// `/` → none.
-fn parent_dir(path: &[u8]) -> Option<&[u8]> {
-    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
-    if trimmed.is_empty() {
-        return None;
-    }
-    let cut = trimmed.iter().rposition(|b| *b == b'/')?;
-    Some(&path[..=cut])
-}
-
-/// The running-mode include list of an event list (SPEC §9.5 step 3): every path in queue
-/// order (a move's origin and destination), each followed by its parent directories, without
-/// duplicates; a parent already listed brought its own parents with it.
-pub(crate) fn include_list(delays: &DelayList, dids: &[DelayId]) -> Vec<Vec<u8>> {
-    let mut list: Vec<Vec<u8>> = Vec::new();
-    let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
-    let mut pattern = Vec::new();
-    let mut push = |path: &[u8], dir_delete: bool, list: &mut Vec<Vec<u8>>| {
-        if path.is_empty() {
-            return;
-        }
-        include_pattern(path, dir_delete, &mut pattern);
-        if !seen.contains(&pattern) {
-            seen.insert(pattern.clone());
-            list.push(pattern.clone());
-        }
-        let mut parent = if dir_delete {
-            Some(path)
-        } else {
-            parent_dir(path)
-        };
-        while let Some(p) = parent {
-            include_pattern(p, false, &mut pattern);
-            if seen.contains(&pattern) {
-                break;
-            }
-            seen.insert(pattern.clone());
-            list.push(pattern.clone());
-            parent = parent_dir(p);
-        }
-    };
-    for id in dids {
-        let Some(d) = delays.get(*id) else { continue };
-        let dir_delete = d.kind == DelayKind::Delete && d.path.ends_with(b"/");
-        push(d.path, dir_delete, &mut list);
-        if let Some(p2) = &d.path2 {
-            push(p2, false, &mut list);
-        }
-    }
-    list
 }
 
 fn secs(s: f64) -> Duration {
@@ -991,7 +650,7 @@ mod tests {
     fn pending_changes_collapse_into_one_full_that_covers_later_ones() {
         let now = Instant::now();
         let mut core = Core::new(now);
-        core.max_pending = 10;
+        core.limits.max_pending = 10;
         core.syncs = vec![job("/src/")];
         for i in 0..11 {
             let p: Rc<[u8]> = format!("/f{i}").into_bytes().into();
@@ -999,7 +658,7 @@ mod tests {
         }
         let kinds: Vec<DelayKind> = core.syncs[0].delays.iter().map(|(_, d)| d.kind).collect();
         assert_eq!(kinds, [DelayKind::Full]);
-        assert_eq!(core.removed.len(), 11);
+        assert_eq!(core.lua.forgotten(), 11);
         core.delay(0, DelayKind::Create, b"/later".to_vec().into(), None, now);
         assert_eq!(core.syncs[0].delays.len(), 1);
     }
@@ -1008,7 +667,7 @@ mod tests {
     fn without_a_full_action_every_pending_change_is_kept() {
         let now = Instant::now();
         let mut core = Core::new(now);
-        core.max_pending = 10;
+        core.limits.max_pending = 10;
         core.syncs = vec![job("/src/")];
         core.syncs[0].has_full = false;
         for i in 0..25 {
@@ -1019,7 +678,7 @@ mod tests {
         assert_eq!(s.delays.len(), 25);
         assert!(s.delays.iter().all(|(_, d)| d.kind == DelayKind::Modify));
         assert!(s.over_limit_logged);
-        assert!(core.removed.is_empty());
+        assert_eq!(core.lua.forgotten(), 0);
     }
 
     #[test]
@@ -1041,80 +700,5 @@ mod tests {
         assert_eq!(&path(0)[..], b"/d/f");
         assert!(Rc::ptr_eq(&path(0), &path(2)), "one copy for both syncs");
         assert_eq!(core.syncs[1].delays.len(), 0);
-    }
-
-    fn list_of(events: &[(DelayKind, &str, Option<&str>)]) -> Vec<String> {
-        let mut delays = DelayList::new();
-        let mut ids = Vec::new();
-        for (kind, path, path2) in events {
-            let p2 = path2.map(|p| std::rc::Rc::<[u8]>::from(p.as_bytes()));
-            ids.push(delays.push_unblocked(*kind, path.as_bytes().to_vec().into(), None));
-            if let Some(p2) = p2 {
-                // a move: give the last delay its destination through a fresh Move delay
-                delays.remove(*ids.last().expect("id"));
-                ids.pop();
-                match delays.push(*kind, path.as_bytes().to_vec().into(), Some(p2), None) {
-                    Pushed::Appended(id) => ids.push(id),
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-        }
-        include_list(&delays, &ids)
-            .into_iter()
-            .map(|p| String::from_utf8(p).expect("utf8"))
-            .collect()
-    }
-
-    #[test]
-    fn include_list_matches_the_verified_upstream_example() {
-        use DelayKind::*;
-        let got = list_of(&[
-            (Create, "/a/new.txt", None),
-            (Modify, "/a/new.txt", None),
-            (Create, "/newdir/", None),
-            (Create, "/newdir/z", None),
-            (Delete, "/top", None),
-            (Create, "/top2", None),
-            (Delete, "/a/b/f", None),
-        ]);
-        let want = [
-            "/a/new.txt",
-            "/a/",
-            "/",
-            "/newdir/",
-            "/newdir/z",
-            "/top",
-            "/top2",
-            "/a/b/f",
-            "/a/b/",
-        ];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn include_list_escapes_only_wildcard_patterns_and_expands_dir_deletes() {
-        use DelayKind::*;
-        let got = list_of(&[
-            (Create, "/w*x?[y]", None),
-            (Create, "/p]q", None),
-            (Delete, "/d/", None),
-        ]);
-        assert_eq!(got, ["/w\\*x\\?\\[y\\]", "/", "/p]q", "/d/***", "/d/"]);
-    }
-
-    #[test]
-    fn include_list_lists_both_paths_of_a_move() {
-        use DelayKind::*;
-        let got = list_of(&[(Move, "/a/x", Some("/b/y"))]);
-        assert_eq!(got, ["/a/x", "/a/", "/", "/b/y", "/b/"]);
-    }
-
-    #[test]
-    fn parent_dir_walks_up_to_the_root() {
-        assert_eq!(parent_dir(b"/a/b/c"), Some(&b"/a/b/"[..]));
-        assert_eq!(parent_dir(b"/a/b/"), Some(&b"/a/"[..]));
-        assert_eq!(parent_dir(b"/a"), Some(&b"/"[..]));
-        assert_eq!(parent_dir(b"/"), None);
-        assert_eq!(parent_dir(b""), None);
     }
 }

@@ -145,7 +145,7 @@ fn load(
     core: &mut Core,
     first: bool,
 ) -> Result<(Runtime, Settings), ExitCode> {
-    let rt = Runtime::new(core.origin()).map_err(|e| fatal(format!("{e:#}")))?;
+    let rt = Runtime::new(core.lua.origin()).map_err(|e| fatal(format!("{e:#}")))?;
     log::call("configure");
     rt.set_cli(core, cli, first)?;
     for script in &cli.scripts {
@@ -220,7 +220,7 @@ fn run_once(
         .registry()
         .try_clone()
         .map_err(|e| fatal(format!("cannot clone the poll registry: {e}")))?;
-    core.registry = Some(registry);
+    core.procs.set_registry(registry);
     let (rt, settings) = load(cli, config, &mut core, first)?;
     if let Some(path) = &cli.explain {
         let text = crate::explain::explain(&core, path.as_bytes());
@@ -231,14 +231,12 @@ fn run_once(
         return config_test(&rt, &mut core, &settings);
     }
     enter_running(p, &settings, first)?;
-    core.max_processes = settings.max_processes;
-    core.max_backoff = settings.max_backoff;
-    core.max_pending = settings.max_pending;
-    if p.daemonized {
-        core.child_logfile = settings.logfile.clone();
-    }
+    let child_logfile = settings.logfile.clone().filter(|_| p.daemonized);
+    core.procs.configure(settings.max_processes, child_logfile);
+    core.limits.max_backoff = settings.max_backoff;
+    core.limits.max_pending = settings.max_pending;
     let ended = start_syncs(&rt, &mut core, p, &settings);
-    if core.tunnels {
+    if core.lua.has_tunnels() {
         rt.kill_tunnels(&mut core);
     }
     ended
@@ -349,7 +347,7 @@ pub(crate) fn watch_error(e: WatchError) -> ExitCode {
 
 /// Spawns of this cycle that failed before exec become failed attempts of their syncs.
 fn finish_failed_spawns(rt: &Runtime, core: &mut Core) -> Result<(), ExitCode> {
-    let failed = std::mem::take(&mut core.spawn_failures);
+    let failed = core.procs.take_failures();
     for (sid, pid, error) in failed {
         rt.drop_agent(core, pid)?;
         let outcome = Ended::SpawnFailed(error);
@@ -368,7 +366,7 @@ fn notify(
     daemon: &DaemonHealth,
 ) {
     let now = Instant::now();
-    if core.init_pending == 0 || (settings.insist && core.init_retried) {
+    if core.run.init_pending == 0 || (settings.insist && core.run.init_retried) {
         n.ready();
     }
     n.extend_startup(now);
@@ -437,7 +435,7 @@ fn onepass_check(c: &mut Core) -> Option<ExitCode> {
             s.disabled = true;
         }
     }
-    if c.running == 0 && c.syncs.iter().all(|s| s.disabled) {
+    if c.procs.running() == 0 && c.syncs.iter().all(|s| s.disabled) {
         log::log(
             b"Info",
             b"onepass active and all syncs finished. Exiting successfully",
@@ -457,7 +455,7 @@ fn invoke_actions(rt: &Runtime, core: &mut Core, round_robin: &mut usize) -> Res
     for i in 0..n {
         let sid = (*round_robin + i) % n;
         log::trace(log::Trace::Function, || {
-            let at = log::timestamp(core.origin(), now);
+            let at = log::timestamp(core.lua.origin(), now);
             let name = &core.syncs[sid].name;
             [
                 b"invokeActions( \"",

@@ -124,7 +124,7 @@ impl<'a> Run<'a> {
     ) -> Run<'a> {
         let fade = p.term.map(|sig| Fade::Exit(ExitCode::Signal(sig)));
         if fade.is_some() {
-            core.fading = true;
+            core.run.fading = true;
         }
         let status = StatusWriter::new(
             settings.status_file.clone(),
@@ -161,12 +161,7 @@ impl<'a> Run<'a> {
     }
 
     fn pass(&mut self) -> Step {
-        let observed: Vec<(RawFd, bool, bool)> = self
-            .core
-            .observed
-            .iter()
-            .map(|(fd, (r, w))| (*fd, *r, *w))
-            .collect();
+        let observed = self.core.lua.observed();
         sync_observed(&self.p.poll, &mut self.registered, &observed);
         let now = Instant::now();
         let wakeups = self.wakeups(&observed, now);
@@ -182,7 +177,7 @@ impl<'a> Run<'a> {
         self.read_inotify(inotify_ready)?;
         self.source_roots()?;
         if self.fade.is_some() {
-            self.core.fading = true;
+            self.core.run.fading = true;
             let grace = self.settings.stop_grace;
             self.stop
                 .get_or_insert_with(|| shutdown::StopClock::new(Instant::now(), grace));
@@ -264,14 +259,14 @@ impl<'a> Run<'a> {
             stop: self.stop.and_then(|c| c.next_wake()),
             notifier: self.p.notifier.next_due(),
             syncs,
-            user_alarm: c.user_alarm,
+            user_alarm: c.lua.user_alarm(),
             status: self.status.next_due(),
             // Observed fds behave level-triggered, as upstream's select: one still ready
             // after its callback means no sleep.
             ready_now: self.inotify_more
                 || (!observed.is_empty() && !sys::poll_now(observed).is_empty()),
             inotify_rest: self.inotify_rest,
-            tunnels: c.tunnels,
+            tunnels: c.lua.has_tunnels(),
             roots: self.watcher.next_root_check(),
         }
     }
@@ -320,14 +315,7 @@ impl<'a> Run<'a> {
     }
 
     fn feed_pipe(&mut self, token: mio::Token) {
-        let c = &mut *self.core;
-        if let Some(reg) = c.registry.as_ref() {
-            let pid = c.spawner.pipe_pid(token);
-            let progress = c.spawner.feed(reg, token);
-            log::with(b"Exec", || {
-                format!("stdin pipe of {}: {progress:?}", pid.unwrap_or(0)).into_bytes()
-            });
-        }
+        self.core.procs.feed_pipe(token);
     }
 
     /// Reads inotify when it is ready and not resting; events go into the syncs' delay lists.
@@ -394,7 +382,7 @@ impl<'a> Run<'a> {
         spawn::reap(&mut reaped);
         for (pid, code, signal) in reaped {
             log::call("collectProcess");
-            let owner = self.core.pid_owner.remove(&pid);
+            let owner = self.core.procs.take_owner(pid);
             let Some(sid) = owner else {
                 log::with(b"Exec", || {
                     format!("collected an unknown child {pid} = {code}").into_bytes()
@@ -439,7 +427,7 @@ impl<'a> Run<'a> {
     /// logged once a minute. Children still running after `stopGrace` get TERM, then KILL; an
     /// exit stops waiting for a child that survives even that.
     fn fading(&mut self, f: Fade) -> Step {
-        let running = self.core.running;
+        let running = self.core.procs.running();
         let end = match f {
             Fade::Restart => RunEnd::Restart,
             Fade::Exit(code) => RunEnd::Exit(code),
@@ -474,13 +462,18 @@ impl<'a> Run<'a> {
                 return Err(exit(code));
             }
         }
-        let tunnels = self.core.tunnels;
+        let tunnels = self.core.lua.has_tunnels();
         if tunnels {
             rt.tunnel_tick(self.core).map_err(exit)?;
         }
         invoke_actions(rt, self.core, &mut self.round_robin).map_err(exit)?;
         finish_failed_spawns(rt, self.core).map_err(exit)?;
-        if self.core.user_alarm.is_some_and(|t| t <= Instant::now()) {
+        if self
+            .core
+            .lua
+            .user_alarm()
+            .is_some_and(|t| t <= Instant::now())
+        {
             rt.run_alarms(self.core).map_err(exit)?;
         }
         rt.forget_removed(self.core).map_err(exit)?;

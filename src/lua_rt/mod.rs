@@ -568,7 +568,7 @@ impl Runtime {
 
     /// Forgets the event tables of delays the core removed.
     pub(crate) fn forget_removed(&self, core: &mut Core) -> Result<(), ExitCode> {
-        let removed = core.take_removed();
+        let removed = core.lua.take_forgotten();
         if removed.is_empty() {
             return Ok(());
         }

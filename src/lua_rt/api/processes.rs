@@ -51,7 +51,7 @@ fn spawn_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
         "exec",
         lua.create_function(|lua, argv: Table| {
             let argv = byte_strings(&argv)?;
-            with_core(lua, |c| Ok(c.exec_unbound(argv).map(i64::from)))
+            with_core(lua, |c| Ok(c.procs.exec_unbound(argv).map(i64::from)))
         })?,
     ));
     Ok(rows)
@@ -70,7 +70,7 @@ fn count_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     rows.push((
         "processInfo",
         core_function(lua, |c, ()| {
-            let (running, max) = c.process_counts();
+            let (running, max) = c.procs.counts();
             Ok((running as i64, max.map(|m| m as i64)))
         })?,
     ));
@@ -100,7 +100,7 @@ fn count_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
                 .ok()
                 .filter(|fd| *fd >= 0)
                 .ok_or_else(|| mlua::Error::runtime("observefd: bad fd"))?;
-            c.observe_fd(fd, r, w);
+            c.lua.observe_fd(fd, r, w);
             Ok(())
         })?,
     ));

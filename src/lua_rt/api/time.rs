@@ -11,7 +11,7 @@ pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     rows.push((
         "now",
         core_function(lua, |c, ()| {
-            Ok(Timestamp(c.origin().elapsed().as_secs_f64()))
+            Ok(Timestamp(c.lua.origin().elapsed().as_secs_f64()))
         })?,
     ));
     rows.push((
@@ -26,10 +26,11 @@ pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
                     if !secs.is_finite() || secs > 1e12 {
                         return None;
                     }
-                    c.origin()
+                    c.lua
+                        .origin()
                         .checked_add(std::time::Duration::from_secs_f64(secs))
                 });
-                c.set_user_alarm(alarm);
+                c.lua.set_user_alarm(alarm);
                 Ok(())
             })
         })?,

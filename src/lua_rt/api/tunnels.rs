@@ -18,7 +18,7 @@ pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
     rows.push((
         "tunnelsExist",
         core_function(lua, |c, ()| {
-            c.note_tunnels();
+            c.lua.note_tunnels();
             Ok(())
         })?,
     ));
