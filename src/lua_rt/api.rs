@@ -197,10 +197,7 @@ mod tests {
             .pairs::<String, Value>()
             .map(|kv| kv.expect("pair").0)
             .collect();
-        let core = std::rc::Rc::new(std::cell::RefCell::new(
-            Core::new(std::time::Instant::now()),
-        ));
-        let api = register_api(&lua, &core).expect("register");
+        let api = register_api(&lua).expect("register");
         lua.load(super::super::PRELUDE)
             .call::<Value>(api)
             .expect("prelude");

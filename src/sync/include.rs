@@ -71,7 +71,7 @@ pub(crate) fn include_list(delays: &DelayList, dids: &[DelayId]) -> Vec<Vec<u8>>
     for id in dids {
         let Some(d) = delays.get(*id) else { continue };
         let dir_delete = d.kind == DelayKind::Delete && d.path.ends_with(b"/");
-        push(&d.path, dir_delete, &mut list);
+        push(d.path, dir_delete, &mut list);
         if let Some(p2) = &d.path2 {
             push(p2, false, &mut list);
         }
