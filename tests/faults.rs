@@ -352,12 +352,7 @@ fn fork_eagain_backs_off_then_converges_when_processes_are_freed() {
     dir.mkdir("src");
     dir.mkdir("dst");
     let cfg = rsync_config(&dir, "", "");
-    let chown = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dir.root())
-        .status()
-        .expect("chown");
-    assert!(chown.success());
+    dir.give_to_nobody();
     let log_path = dir.path("eagain.log");
     let out = fs::File::create(&log_path).expect("log");
     let err = out.try_clone().expect("dup");

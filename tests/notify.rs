@@ -7,6 +7,15 @@ use std::time::{Duration, Instant};
 
 use crate::util::{lua_str, rsync_path, Daemon, TestDir};
 
+/// The listening end of `NOTIFY_SOCKET` in the test dir, polled every 50 ms, and its path.
+fn notify_socket(dir: &TestDir) -> (UnixDatagram, std::path::PathBuf) {
+    let path = dir.path("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    (sock, path)
+}
+
 /// Collects datagrams for up to `timeout`, stopping early once `until` matched one.
 fn receive(sock: &UnixDatagram, got: &mut Vec<String>, timeout: Duration, until: &str) -> bool {
     let end = Instant::now() + timeout;
@@ -50,10 +59,7 @@ fn ready_comes_after_the_startup_transfer_then_status_and_stopping() {
             lua_str(gated.to_string_lossy().as_bytes())
         ),
     );
-    let sock_path = dir.path("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    let (sock, sock_path) = notify_socket(&dir);
     let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
         cmd.env("NOTIFY_SOCKET", &sock_path)
             .env("WATCHDOG_USEC", "400000");
@@ -134,10 +140,7 @@ fn tree_of_dirs(dir: &TestDir, n: usize) -> std::path::PathBuf {
 fn a_long_startup_walk_logs_progress_and_sends_it_as_status() {
     let dir = TestDir::new();
     let config = tree_of_dirs(&dir, 1100);
-    let sock_path = dir.path("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    let (sock, sock_path) = notify_socket(&dir);
     // Interval 0: a progress line at every check (each 256 directories).
     let mut d = Daemon::start_with(&dir, &[config.as_os_str()], |cmd| {
         cmd.env("NOTIFY_SOCKET", &sock_path)

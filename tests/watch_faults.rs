@@ -36,16 +36,6 @@ fn started(dir: &TestDir, dirs: &str) -> Daemon {
     d
 }
 
-/// Hands the test directory to user `nobody`.
-fn give_to_nobody(dir: &TestDir) {
-    let chown = Command::new("chown")
-        .args(["-R", "nobody:nogroup"])
-        .arg(dir.root())
-        .status()
-        .expect("chown");
-    assert!(chown.success());
-}
-
 /// `lsyncd -nodaemon ARGS` as user `nobody`.
 fn as_nobody(dir: &TestDir, args: &[&std::ffi::OsStr]) -> Daemon {
     let mut cmd = Command::new("setpriv");
@@ -120,7 +110,7 @@ fn an_unwatchable_source_root_is_a_startup_error_naming_it() {
     dir.mkdir("dst");
     let cfg = config(&dir);
     let pidfile = dir.path("lsyncd.pid");
-    give_to_nobody(&dir);
+    dir.give_to_nobody();
     let chown = Command::new("chown")
         .arg("root:root")
         .arg(dir.src())
@@ -152,7 +142,7 @@ fn an_unreadable_sub_directory_is_a_warning_and_is_synced_once_readable_and_touc
     dir.mkdir("dst");
     let cfg = config(&dir);
     let locked = dir.path("src/locked dir");
-    give_to_nobody(&dir);
+    dir.give_to_nobody();
     chmod(&locked, 0o000);
     let mut d = as_nobody(&dir, &[cfg.as_os_str()]);
     let want = format!("Cannot watch {}/: Permission denied", locked.display());

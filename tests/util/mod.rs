@@ -141,6 +141,16 @@ impl TestDir {
         self.fs.as_ref().map(privfs::PrivateFs::mount_ns)
     }
 
+    /// Hands the whole tree to user `nobody` (for a daemon run without privileges).
+    pub fn give_to_nobody(&self) {
+        let chown = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(self.root())
+            .status()
+            .expect("chown");
+        assert!(chown.success());
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
