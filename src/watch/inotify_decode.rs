@@ -266,48 +266,126 @@ mod tests {
         assert_eq!(got, want);
     }
 
-    /// Owned form of a `Step` for comparisons: (what, wd, name, wd2, name2).
-    type Out = (&'static str, i32, Vec<u8>, i32, Vec<u8>);
+    /// One case a paragraph: `# what the case shows`, the raw events of one burst (`;` between
+    /// them), then `=>` and the steps they translate into, in order.
+    /// Event: `wd MASK[|MASK…] cookie [name]`, the mask bits named without `IN_`.
+    /// Step: `overflow`, `ignored wd`, `moved self wd`, `KIND[ dir] wd/name` (KIND `attrib`,
+    /// `modify`, `create` or `delete`), `move[ dir] wd/name wd/name`.
+    const TRANSLATIONS: &str = "
+        # first matching bit decides
+        1 ATTRIB 0 a; 1 CLOSE_WRITE 0 b; 1 MODIFY 0 c; 1 CREATE|ISDIR 0 d; 1 DELETE 0 e;
+        1 ATTRIB|CREATE 0 f; 1 OPEN 0 skipped
+        => attrib 1/a; modify 1/b; modify 1/c; create dir 1/d; delete 1/e; attrib 1/f
+        # name-less events are ignored, IN_IGNORED reported for bookkeeping
+        2 DELETE_SELF 0; 2 ATTRIB|ISDIR 0; 2 IGNORED 0
+        => ignored 2
+        # same cookie pairs into one move, across watches
+        1 MOVED_FROM 5 old; 3 MOVED_TO 5 new
+        => move 1/old 3/new
+        # directory move keeps the directory flag
+        1 MOVED_FROM|ISDIR 5 d; 1 MOVED_TO|ISDIR 5 e
+        => move dir 1/d 1/e
+        # other cookie: delete first, then the unpaired move-to is a create
+        1 MOVED_FROM 5 old; 1 MOVED_TO 6 in
+        => delete 1/old; create 1/in
+        # any other event flushes the buffered move-from as delete
+        1 MOVED_FROM 5 old; 1 CREATE 0 x
+        => delete 1/old; create 1/x
+        # name-less events do not disturb pairing; IN_MOVE_SELF is reported
+        1 MOVED_FROM|ISDIR 5 d; 4 MOVE_SELF 0; 2 MOVED_TO|ISDIR 5 d
+        => moved self 4; move dir 1/d 2/d
+        # a second move-from replaces the first, which becomes delete
+        1 MOVED_FROM 5 a; 1 MOVED_FROM|ISDIR 6 b
+        => delete 1/a; delete dir 1/b
+        # unpaired move-to is a create
+        1 MOVED_TO|ISDIR 9 in
+        => create dir 1/in
+        # overflow flushes the pending move and drops the rest of the buffer
+        1 CREATE 0 a; 1 MOVED_FROM 5 m; -1 Q_OVERFLOW 0; 1 DELETE 0 lost
+        => create 1/a; delete 1/m; overflow
+";
 
-    fn translate(events: &[RawEvent<'_>]) -> Vec<Out> {
+    /// The mask bits [`TRANSLATIONS`] names.
+    const MASK_BITS: &[(&str, u32)] = &[
+        ("ATTRIB", libc::IN_ATTRIB),
+        ("CLOSE_WRITE", libc::IN_CLOSE_WRITE),
+        ("MODIFY", libc::IN_MODIFY),
+        ("CREATE", libc::IN_CREATE),
+        ("DELETE", libc::IN_DELETE),
+        ("ISDIR", libc::IN_ISDIR),
+        ("OPEN", libc::IN_OPEN),
+        ("DELETE_SELF", libc::IN_DELETE_SELF),
+        ("IGNORED", libc::IN_IGNORED),
+        ("MOVED_FROM", libc::IN_MOVED_FROM),
+        ("MOVED_TO", libc::IN_MOVED_TO),
+        ("MOVE_SELF", libc::IN_MOVE_SELF),
+        ("Q_OVERFLOW", libc::IN_Q_OVERFLOW),
+    ];
+
+    /// `wd MASK[|MASK…] cookie [name]`.
+    fn event(text: &'static str) -> RawEvent<'static> {
+        let fields: Vec<&'static str> = text.split_whitespace().collect();
+        let (wd, mask, cookie, name) = match fields[..] {
+            [wd, mask, cookie] => (wd, mask, cookie, ""),
+            [wd, mask, cookie, name] => (wd, mask, cookie, name),
+            _ => panic!("bad event {text:?}"),
+        };
+        let bit = |bit: &str| match MASK_BITS.iter().find(|(name, _)| *name == bit) {
+            Some(&(_, value)) => value,
+            None => panic!("unknown mask bit {bit:?} in {text:?}"),
+        };
+        RawEvent {
+            wd: wd.parse().expect("wd"),
+            mask: mask.split('|').map(bit).fold(0, |mask, value| mask | value),
+            cookie: cookie.parse().expect("cookie"),
+            name: name.as_bytes(),
+        }
+    }
+
+    /// A step in the notation of [`TRANSLATIONS`].
+    fn step_text(step: Step<'_>) -> String {
+        let dir = |is_dir| if is_dir { " dir" } else { "" };
+        match step {
+            Step::Overflow => "overflow".to_owned(),
+            Step::Ignored { wd } => format!("ignored {wd}"),
+            Step::MovedSelf { wd } => format!("moved self {wd}"),
+            Step::Event {
+                kind,
+                wd,
+                name,
+                is_dir,
+            } => {
+                let (kind, dir) = match kind {
+                    FsKind::Attrib => ("attrib", ""),
+                    FsKind::Modify => ("modify", ""),
+                    FsKind::Create => ("create", dir(is_dir)),
+                    FsKind::Delete => ("delete", dir(is_dir)),
+                    FsKind::Move => ("bad", ""),
+                };
+                format!("{kind}{dir} {wd}/{}", name.escape_ascii())
+            }
+            Step::Move {
+                from_wd,
+                from_name,
+                to_wd,
+                to_name,
+                is_dir,
+            } => format!(
+                "move{} {from_wd}/{} {to_wd}/{}",
+                dir(is_dir),
+                from_name.escape_ascii(),
+                to_name.escape_ascii()
+            ),
+        }
+    }
+
+    /// The steps of one burst, fed as the monitor feeds a read: up to an overflow, then the
+    /// end-of-burst flush.
+    fn translate(events: &[RawEvent<'_>]) -> Vec<String> {
         let mut pairer = Pairer::default();
-        let mut got: Vec<Out> = Vec::new();
+        let mut got = Vec::new();
         let mut emit = |s: Step<'_>| -> Result<(), ()> {
-            got.push(match s {
-                Step::Overflow => ("overflow", 0, vec![], 0, vec![]),
-                Step::Ignored { wd } => ("ignored", wd, vec![], 0, vec![]),
-                Step::MovedSelf { wd } => ("moved self", wd, vec![], 0, vec![]),
-                Step::Event {
-                    kind,
-                    wd,
-                    name,
-                    is_dir,
-                } => {
-                    let what = match (kind, is_dir) {
-                        (FsKind::Attrib, _) => "attrib",
-                        (FsKind::Modify, _) => "modify",
-                        (FsKind::Create, false) => "create",
-                        (FsKind::Create, true) => "create dir",
-                        (FsKind::Delete, false) => "delete",
-                        (FsKind::Delete, true) => "delete dir",
-                        (FsKind::Move, _) => "bad",
-                    };
-                    (what, wd, name.to_vec(), 0, vec![])
-                }
-                Step::Move {
-                    from_wd,
-                    from_name,
-                    to_wd,
-                    to_name,
-                    is_dir,
-                } => (
-                    if is_dir { "move dir" } else { "move" },
-                    from_wd,
-                    from_name.to_vec(),
-                    to_wd,
-                    to_name.to_vec(),
-                ),
-            });
+            got.push(step_text(s));
             Ok(())
         };
         for &ev in events {
@@ -319,129 +397,18 @@ mod tests {
         got
     }
 
-    fn ev(wd: i32, mask: u32, cookie: u32, name: &'static [u8]) -> RawEvent<'static> {
-        RawEvent {
-            wd,
-            mask,
-            cookie,
-            name,
-        }
-    }
-
-    fn o(what: &'static str, wd: i32, name: &[u8], wd2: i32, name2: &[u8]) -> Out {
-        (what, wd, name.to_vec(), wd2, name2.to_vec())
-    }
-
     #[test]
     fn translation_follows_spec_order_and_pairs_moves() {
-        use libc::*;
-        let cases: Vec<(&str, Vec<RawEvent<'static>>, Vec<Out>)> = vec![
-            (
-                "first matching bit decides",
-                vec![
-                    ev(1, IN_ATTRIB, 0, b"a"),
-                    ev(1, IN_CLOSE_WRITE, 0, b"b"),
-                    ev(1, IN_MODIFY, 0, b"c"),
-                    ev(1, IN_CREATE | IN_ISDIR, 0, b"d"),
-                    ev(1, IN_DELETE, 0, b"e"),
-                    ev(1, IN_ATTRIB | IN_CREATE, 0, b"f"),
-                    ev(1, IN_OPEN, 0, b"skipped"),
-                ],
-                vec![
-                    o("attrib", 1, b"a", 0, b""),
-                    o("modify", 1, b"b", 0, b""),
-                    o("modify", 1, b"c", 0, b""),
-                    o("create dir", 1, b"d", 0, b""),
-                    o("delete", 1, b"e", 0, b""),
-                    o("attrib", 1, b"f", 0, b""),
-                ],
-            ),
-            (
-                "name-less events are ignored, IN_IGNORED reported for bookkeeping",
-                vec![
-                    ev(2, IN_DELETE_SELF, 0, b""),
-                    ev(2, IN_ATTRIB | IN_ISDIR, 0, b""),
-                    ev(2, IN_IGNORED, 0, b""),
-                ],
-                vec![o("ignored", 2, b"", 0, b"")],
-            ),
-            (
-                "same cookie pairs into one move, across watches",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"old"),
-                    ev(3, IN_MOVED_TO, 5, b"new"),
-                ],
-                vec![o("move", 1, b"old", 3, b"new")],
-            ),
-            (
-                "directory move keeps the directory flag",
-                vec![
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 5, b"d"),
-                    ev(1, IN_MOVED_TO | IN_ISDIR, 5, b"e"),
-                ],
-                vec![o("move dir", 1, b"d", 1, b"e")],
-            ),
-            (
-                "other cookie: delete first, then the unpaired move-to is a create",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"old"),
-                    ev(1, IN_MOVED_TO, 6, b"in"),
-                ],
-                vec![
-                    o("delete", 1, b"old", 0, b""),
-                    o("create", 1, b"in", 0, b""),
-                ],
-            ),
-            (
-                "any other event flushes the buffered move-from as delete",
-                vec![ev(1, IN_MOVED_FROM, 5, b"old"), ev(1, IN_CREATE, 0, b"x")],
-                vec![o("delete", 1, b"old", 0, b""), o("create", 1, b"x", 0, b"")],
-            ),
-            (
-                "name-less events do not disturb pairing; IN_MOVE_SELF is reported",
-                vec![
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 5, b"d"),
-                    ev(4, IN_MOVE_SELF, 0, b""),
-                    ev(2, IN_MOVED_TO | IN_ISDIR, 5, b"d"),
-                ],
-                vec![
-                    o("moved self", 4, b"", 0, b""),
-                    o("move dir", 1, b"d", 2, b"d"),
-                ],
-            ),
-            (
-                "a second move-from replaces the first, which becomes delete",
-                vec![
-                    ev(1, IN_MOVED_FROM, 5, b"a"),
-                    ev(1, IN_MOVED_FROM | IN_ISDIR, 6, b"b"),
-                ],
-                vec![
-                    o("delete", 1, b"a", 0, b""),
-                    o("delete dir", 1, b"b", 0, b""),
-                ],
-            ),
-            (
-                "unpaired move-to is a create",
-                vec![ev(1, IN_MOVED_TO | IN_ISDIR, 9, b"in")],
-                vec![o("create dir", 1, b"in", 0, b"")],
-            ),
-            (
-                "overflow flushes the pending move and drops the rest of the buffer",
-                vec![
-                    ev(1, IN_CREATE, 0, b"a"),
-                    ev(1, IN_MOVED_FROM, 5, b"m"),
-                    ev(-1, IN_Q_OVERFLOW, 0, b""),
-                    ev(1, IN_DELETE, 0, b"lost"),
-                ],
-                vec![
-                    o("create", 1, b"a", 0, b""),
-                    o("delete", 1, b"m", 0, b""),
-                    o("overflow", 0, b"", 0, b""),
-                ],
-            ),
-        ];
-        for (what, input, want) in cases {
-            assert_eq!(translate(&input), want, "{what}");
+        let mut cases = 0;
+        for case in TRANSLATIONS.split('#').skip(1) {
+            let (what, rest) = case.split_once('\n').expect("a case names what it shows");
+            let (events, want) = rest.split_once("=>").expect("a case has `=>`");
+            let input: Vec<RawEvent<'static>> =
+                events.split(';').map(str::trim).map(event).collect();
+            let want: Vec<&str> = want.split(';').map(str::trim).collect();
+            assert_eq!(translate(&input), want, "{}", what.trim());
+            cases += 1;
         }
+        assert_eq!(cases, 10);
     }
 }

@@ -485,13 +485,22 @@ mod tests {
         String::from_utf8_lossy(&reg.path(idx)).into_owned()
     }
 
+    /// A registry of the directory `root` (wd 1) and `dirs`, each `(parent, name)` with the
+    /// parent its position in the whole list (0: the root) and wd its position + 1. With the
+    /// node of each, the root first.
+    fn registry(root: &[u8], dirs: &[(usize, &[u8])]) -> (Registry<i32>, Vec<u32>) {
+        let mut reg = Registry::<i32>::new();
+        let mut nodes = vec![reg.insert(1, NO_NODE, root).unwrap()];
+        for (wd, &(parent, name)) in (2..).zip(dirs) {
+            nodes.push(reg.insert(wd, nodes[parent], name).unwrap());
+        }
+        (reg, nodes)
+    }
+
     #[test]
     fn registry_builds_paths_from_names_and_renames_subtrees() {
-        let mut reg = Registry::<i32>::new();
-        let root = reg.insert(1, NO_NODE, b"/src").unwrap();
-        let a = reg.insert(2, root, b"a").unwrap();
-        let b = reg.insert(3, a, b"b").unwrap();
-        let c = reg.insert(4, root, b"c").unwrap();
+        let (mut reg, nodes) = registry(b"/src", &[(0, b"a"), (1, b"b"), (0, b"c")]);
+        let (root, a, b, c) = (nodes[0], nodes[1], nodes[2], nodes[3]);
         assert_eq!(reg_path(&reg, b), "/src/a/b/");
         assert_eq!(reg.find_child(a, b"b"), Some(b));
         assert_eq!(reg.find_wd(4), Some(c));
@@ -506,13 +515,9 @@ mod tests {
 
     #[test]
     fn registry_remove_subtree_takes_descendants_only_and_reuses_slots() {
-        let mut reg = Registry::<i32>::new();
-        let root = reg.insert(1, NO_NODE, b"/r").unwrap();
-        let a = reg.insert(2, root, b"a").unwrap();
-        let ab = reg.insert(3, a, b"b").unwrap();
-        reg.insert(4, ab, b"c").unwrap();
-        let d = reg.insert(5, root, b"d").unwrap();
-        reg.insert(6, d, b"e").unwrap();
+        let dirs: &[(usize, &[u8])] = &[(0, b"a"), (1, b"b"), (2, b"c"), (0, b"d"), (4, b"e")];
+        let (mut reg, nodes) = registry(b"/r", dirs);
+        let (root, a, d) = (nodes[0], nodes[1], nodes[4]);
         let mut out = Vec::new();
         reg.remove_subtree(a, &mut out);
         out[1..].sort_unstable();
