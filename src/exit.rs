@@ -1,8 +1,10 @@
-//! The exit codes of the daemon: one enum, the only place their numbers are written.
+//! Exit statuses: the daemon's own codes (one enum, the only place their numbers are written)
+//! and the children's statuses a failure line explains.
 //!
 //! Owns: the mapping from why the process ends to the number the shell sees. Every exit
-//! travels as an [`ExitCode`] value up to `main`, which hands it to `shutdown::finish`.
-//! Must not touch: anything else; it is a plain value type.
+//! travels as an [`ExitCode`] value up to `main`, which hands it to `shutdown::finish`. Also
+//! the meaning of rsync's own exit statuses (rsync(1), "EXIT VALUES").
+//! Must not touch: anything else; these are plain values.
 
 /// Why the process ends, and with which code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +39,27 @@ impl ExitCode {
     }
 }
 
+/// rsync's own exit statuses that a failure line explains, with their meaning. These are
+/// what an rsync child returns, never this daemon's exit codes: rsync's 255 means its remote
+/// shell failed.
+const RSYNC_STATUSES: [(i32, &str); 7] = [
+    (11, "error in file I/O"),
+    (12, "error in rsync protocol data stream"),
+    (23, "partial transfer"),
+    (24, "source files vanished"),
+    (30, "timeout"),
+    (35, "timeout waiting for daemon connection"),
+    (255, "remote shell failed"),
+];
+
+/// What an rsync child's exit status means, if it is a well-known one.
+pub(crate) fn rsync_status_meaning(status: i32) -> Option<&'static str> {
+    RSYNC_STATUSES
+        .iter()
+        .find(|(known, _)| *known == status)
+        .map(|(_, meaning)| *meaning)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +74,12 @@ mod tests {
         assert_eq!(ExitCode::requested(-1).code(), FATAL_STATUS);
         assert_eq!(ExitCode::requested(3).code(), 3);
         assert_eq!(ExitCode::requested(256).code(), 0);
+    }
+
+    #[test]
+    fn rsync_statuses_are_explained() {
+        assert_eq!(rsync_status_meaning(255), Some("remote shell failed"));
+        assert_eq!(rsync_status_meaning(23), Some("partial transfer"));
+        assert_eq!(rsync_status_meaning(1), None);
     }
 }

@@ -84,7 +84,7 @@ fn explain_sync(s: &SyncJob, abs: &[u8], out: &mut Vec<u8>) {
         let watched = Core::sync_concerns(s, abs);
         out.extend_from_slice(if watched {
             b"  watched: yes\n".as_slice()
-        } else if !s.subdirs && rel != b"/" {
+        } else if !s.conf.takes.subdirs && rel != b"/" {
             b"  watched: no (subdirs = false)\n".as_slice()
         } else {
             b"  watched: no\n".as_slice()

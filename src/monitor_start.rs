@@ -71,7 +71,7 @@ pub(crate) fn decide_monitors(
     for sid in 0..core.syncs.len() {
         let (source, name, choice) = {
             let s = &core.syncs[sid];
-            let choice = s.monitor_choice.or(settings.monitor);
+            let choice = s.conf.monitor.or(settings.monitor);
             (s.source.clone(), s.name.clone(), choice)
         };
         let name = String::from_utf8_lossy(&name).into_owned();

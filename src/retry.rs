@@ -60,29 +60,14 @@ impl Failure {
     }
 }
 
-/// rsync's own exit statuses (rsync(1), "EXIT VALUES") that a failure line explains, with
-/// their meaning. These are what an rsync child returns, never this daemon's exit codes
-/// (those are [`crate::exit::ExitCode`]): rsync's 255 means its remote shell failed.
-const RSYNC_EXIT_STATUSES: [(i32, &str); 7] = [
-    (11, "error in file I/O"),
-    (12, "error in rsync protocol data stream"),
-    (23, "partial transfer"),
-    (24, "source files vanished"),
-    (30, "timeout"),
-    (35, "timeout waiting for daemon connection"),
-    (255, "remote shell failed"),
-];
-
 /// ` (meaning)` of a well-known rsync exit status, else nothing.
 fn exit_meaning(command: &[u8], code: i32) -> String {
     let base = command.rsplit(|b| *b == b'/').next().unwrap_or(command);
     if base != b"rsync" {
         return String::new();
     }
-    RSYNC_EXIT_STATUSES
-        .iter()
-        .find(|(status, _)| *status == code)
-        .map(|(_, meaning)| format!(" ({meaning})"))
+    crate::exit::rsync_status_meaning(code)
+        .map(|meaning| format!(" ({meaning})"))
         .unwrap_or_default()
 }
 
@@ -355,14 +340,14 @@ mod tests {
             code,
         };
         assert_eq!(
-            exit(b"/usr/bin/rsync", 255).describe(),
-            "/usr/bin/rsync exited with 255 (remote shell failed)"
+            exit(b"/usr/bin/rsync", 24).describe(),
+            "/usr/bin/rsync exited with 24 (source files vanished)"
         );
         assert_eq!(
             exit(b"rsync", 23).describe(),
             "rsync exited with 23 (partial transfer)"
         );
         assert_eq!(exit(b"rsync", 1).describe(), "rsync exited with 1");
-        assert_eq!(exit(b"/bin/cp", 255).describe(), "/bin/cp exited with 255");
+        assert_eq!(exit(b"/bin/cp", 23).describe(), "/bin/cp exited with 23");
     }
 }

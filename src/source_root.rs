@@ -29,13 +29,13 @@ impl Core {
             line.extend_from_slice(&s.source);
             match ev.change {
                 RootChange::Back => {
-                    s.source_gone = false;
+                    s.paused.source_gone = false;
                     line.extend_from_slice(b" is back; a full transfer follows");
                     log::normal(line);
                     self.transfer_all(sid, now);
                 }
                 gone => {
-                    s.source_gone = true;
+                    s.paused.source_gone = true;
                     line.extend_from_slice(
                         format!(
                             " was {}; no transfer until it is back (pending changes are kept, \
@@ -53,7 +53,7 @@ impl Core {
     /// One transfer of the whole source: a Full event where the config has a `full` action,
     /// else a Create for each entry of the source (directories bring their content, SPEC §3.6).
     fn transfer_all(&mut self, sid: usize, now: Instant) {
-        if self.syncs[sid].has_full {
+        if self.syncs[sid].conf.takes.full {
             self.replace_pending_with_full(sid, now);
             return;
         }

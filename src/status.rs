@@ -266,7 +266,7 @@ pub(crate) fn render(core: &Core, watcher: &Monitors, tunnel_section: &[u8]) -> 
         out.extend_from_slice(b" source=");
         out.extend_from_slice(&s.source);
         out.push(b'\n');
-        if s.source_gone {
+        if s.paused.source_gone {
             out.extend_from_slice(b"State: source directory gone; no transfer until it is back\n");
         }
         if s.backoff.state() != crate::retry::State::Ok {

@@ -41,57 +41,90 @@ pub(crate) struct SyncJob {
     pub(crate) name: Vec<u8>,
     /// Absolute, with a trailing `/`.
     pub(crate) source: Vec<u8>,
-    /// Seconds to hold an event; `None` acts at once.
-    pub(crate) delay: Option<f64>,
-    pub(crate) max_delays: usize,
-    pub(crate) max_processes: usize,
-    pub(crate) on_move: bool,
-    pub(crate) subdirs: bool,
-    pub(crate) has_init: bool,
+    /// What its config asks for, read once at startup.
+    pub(crate) conf: SyncConf,
     pub(crate) excludes: Excludes,
     pub(crate) delays: DelayList,
     pub(crate) processes: HashMap<libc::pid_t, Agent>,
     /// A first event (normally the startup transfer) finished well (SPEC §13.7).
     pub(crate) init_done: bool,
-    /// onepass: no more actions for this sync.
-    pub(crate) disabled: bool,
-    /// Its tunnel is not up: events are queued, no action runs (SPEC §14.2).
-    pub(crate) held: bool,
-    /// Its source directory was moved away or deleted: events are kept, no action runs
-    /// until it is back (`source_root.rs`).
-    pub(crate) source_gone: bool,
-    /// `crontab` rules (SPEC §14.3): a due one queues a Full event.
-    pub(crate) crontab: Vec<crate::crontab::CronRule>,
-    /// When the next crontab rule is due.
-    pub(crate) cron_next: Option<Instant>,
-    /// The `monitor` key of this `sync{}` (or `-monitor`), if given; else `settings{}`'s.
-    pub(crate) monitor_choice: Option<MonitorChoice>,
+    /// Why it starts no action now, if it does not.
+    pub(crate) paused: Paused,
+    /// `crontab` rules (SPEC §14.3) and when the next one is due.
+    pub(crate) cron: Cron,
+    /// Where `maxPending` left it.
+    pub(crate) pending_limit: PendingLimit,
     /// The monitor its events come from, decided at startup.
     pub(crate) monitor: Monitor,
     /// What reports show about this sync.
     pub(crate) health: SyncHealth,
     /// Failed attempts and the wait before the next one.
     pub(crate) backoff: Backoff,
-    /// The config takes a Full event (a `full` function, or layer 2/3's `onFull` through
-    /// `default.action`): pending changes can collapse into one.
-    pub(crate) has_full: bool,
-    /// Above `maxPending` without a way to collapse: logged once, until the queue is back
-    /// under the limit.
-    pub(crate) over_limit_logged: bool,
-    /// The Full event pending changes collapsed into; while it waits, new changes are part of
-    /// it already.
-    pub(crate) collapsed: Option<DelayId>,
 }
 
-impl SyncJob {
-    /// Holds the sync (its tunnel is not up: events queue, no action runs) or releases it.
-    pub(crate) fn hold(&mut self, held: bool) {
-        self.held = held;
-        self.health.set_held(held);
-    }
+/// The keys of one `sync{}` the core applies, as the config gave them.
+#[derive(Debug)]
+pub(crate) struct SyncConf {
+    /// Seconds to hold an event; `None` acts at once.
+    pub(crate) delay: Option<f64>,
+    pub(crate) max_delays: usize,
+    pub(crate) max_processes: usize,
+    /// The `monitor` key of this `sync{}` (or `-monitor`), if given; else `settings{}`'s.
+    pub(crate) monitor: Option<MonitorChoice>,
+    /// Which events and directories it takes (`onMove`, `subdirs`) and which of its own
+    /// actions the core must know of (`init`, `full`).
+    pub(crate) takes: Takes,
+}
 
-    /// The next instant any crontab rule fires, from the wall-clock local time now.
-    pub(crate) fn schedule_cron(&mut self, now: Instant) {
+/// What a sync's config takes besides plain changes.
+#[derive(Debug)]
+pub(crate) struct Takes {
+    /// `onMove`: a move is one event, not a Delete and a Create.
+    pub(crate) moves: bool,
+    /// `subdirs`: changes below the top directory.
+    pub(crate) subdirs: bool,
+    /// An `init` function: the startup event goes to it.
+    pub(crate) init: bool,
+    /// A Full event (a `full` function, or layer 2/3's `onFull` through `default.action`):
+    /// pending changes can collapse into one.
+    pub(crate) full: bool,
+}
+
+impl SyncConf {
+    /// When an event arriving `now` is due.
+    fn alarm(&self, now: Instant) -> Instant {
+        now + secs(self.delay.unwrap_or(0.0))
+    }
+}
+
+/// Why a sync starts no action; it keeps collecting changes meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct Paused {
+    /// onepass: its startup transfer is done, no more actions.
+    pub(crate) disabled: bool,
+    /// Its tunnel is not up (SPEC §14.2).
+    pub(crate) held: bool,
+    /// Its source directory was moved away or deleted, until it is back (`source_root.rs`).
+    pub(crate) source_gone: bool,
+}
+
+impl Paused {
+    pub(crate) fn any(&self) -> bool {
+        self.disabled || self.held || self.source_gone
+    }
+}
+
+/// The `crontab` rules of a sync (SPEC §14.3): a due one queues a Full event.
+#[derive(Debug, Default)]
+pub(crate) struct Cron {
+    pub(crate) rules: Vec<crate::crontab::CronRule>,
+    /// When the next rule is due.
+    pub(crate) next: Option<Instant>,
+}
+
+impl Cron {
+    /// The next instant any rule fires, from the wall-clock local time now.
+    pub(crate) fn schedule(&mut self, now: Instant) {
         let t = crate::sys::local_time_now();
         let civil = crate::crontab::CivilTime {
             year: t.year,
@@ -101,13 +134,71 @@ impl SyncJob {
             minute: t.min as u32,
             second: t.sec.clamp(0, 60) as u32,
         };
-        self.cron_next = self
-            .crontab
+        self.next = self
+            .rules
             .iter()
             .filter_map(|r| r.next_after(civil))
             .map(|n| crate::crontab::seconds_between(civil, n))
             .min()
             .map(|secs| now + Duration::from_secs(secs.max(0) as u64));
+    }
+}
+
+/// One [`Core::delay`] call: when it happens, and the new directories whose entries still
+/// get delays of their own (SPEC §3.6).
+struct Walk {
+    now: Instant,
+    dirs: Vec<Rc<[u8]>>,
+}
+
+/// A sync above `settings{ maxPending }`.
+#[derive(Debug, Default)]
+pub(crate) struct PendingLimit {
+    /// Above it without a way to collapse: logged once, until the queue is back under it.
+    pub(crate) logged: bool,
+    /// The Full event pending changes collapsed into; while it waits, new changes are part of
+    /// it already.
+    pub(crate) collapsed: Option<DelayId>,
+}
+
+impl SyncJob {
+    /// A sync with nothing pending, nothing running and no monitor decided yet.
+    pub(crate) fn new(
+        name: Vec<u8>,
+        source: Vec<u8>,
+        conf: SyncConf,
+        excludes: Excludes,
+        cron_rules: Vec<crate::crontab::CronRule>,
+    ) -> SyncJob {
+        SyncJob {
+            name,
+            source,
+            conf,
+            excludes,
+            delays: DelayList::new(),
+            processes: HashMap::new(),
+            init_done: false,
+            paused: Paused::default(),
+            cron: Cron {
+                rules: cron_rules,
+                next: None,
+            },
+            pending_limit: PendingLimit::default(),
+            monitor: Monitor::default(),
+            health: SyncHealth::default(),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Holds the sync (its tunnel is not up: events queue, no action runs) or releases it.
+    pub(crate) fn hold(&mut self, held: bool) {
+        self.paused.held = held;
+        self.health.set_held(held);
+    }
+
+    /// Whether it may start a process now: not paused, under its `maxProcesses`.
+    fn may_start(&self) -> bool {
+        !self.paused.any() && self.processes.len() < self.conf.max_processes
     }
 }
 
@@ -215,7 +306,7 @@ impl Core {
             return true;
         }
         match Self::relative(s, abs_dir) {
-            Some(rel) => s.subdirs && !s.excludes.is_excluded(rel),
+            Some(rel) => s.conf.takes.subdirs && !s.excludes.is_excluded(rel),
             None => false,
         }
     }
@@ -288,10 +379,13 @@ impl Core {
         if self.covered_by_full(sid) {
             return;
         }
-        let mut dirs: Vec<Rc<[u8]>> = Vec::new();
-        self.delay_one(sid, kind, path, path2, now, &mut dirs);
+        let mut walk = Walk {
+            now,
+            dirs: Vec::new(),
+        };
+        self.delay_one(&mut walk, sid, kind, path, path2);
         // Directory recursion with an explicit stack: deep trees do not grow the call stack.
-        while let Some(dir) = dirs.pop() {
+        while let Some(dir) = walk.dirs.pop() {
             let s = &self.syncs[sid];
             let mut abs = s.source[..s.source.len() - 1].to_vec();
             abs.extend_from_slice(&dir);
@@ -309,16 +403,16 @@ impl Core {
                 log::with(b"Delay", || {
                     [b"Create creates Create on ".as_slice(), &p].concat()
                 });
-                self.delay_one(sid, DelayKind::Create, p.into(), None, now, &mut dirs);
+                self.delay_one(&mut walk, sid, DelayKind::Create, p.into(), None);
             }
         }
         let s = &mut self.syncs[sid];
         if s.delays.len() <= self.limits.max_pending {
-            s.over_limit_logged = false;
-        } else if s.has_full {
+            s.pending_limit.logged = false;
+        } else if s.conf.takes.full {
             self.collapse(sid, now);
-        } else if !s.over_limit_logged {
-            s.over_limit_logged = true;
+        } else if !s.pending_limit.logged {
+            s.pending_limit.logged = true;
             log::with(b"Warn", || {
                 [
                     s.name.as_slice(),
@@ -338,11 +432,13 @@ impl Core {
     /// whatever changes now, so nothing needs queueing.
     fn covered_by_full(&mut self, sid: usize) -> bool {
         let s = &mut self.syncs[sid];
-        let Some(id) = s.collapsed else { return false };
+        let Some(id) = s.pending_limit.collapsed else {
+            return false;
+        };
         if s.delays.get(id).is_some_and(|d| d.status == Status::Wait) {
             return true;
         }
-        s.collapsed = None;
+        s.pending_limit.collapsed = None;
         false
     }
 
@@ -377,23 +473,23 @@ impl Core {
             s.delays.remove(*id);
             self.lua.forget(sid, *id);
         }
-        let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+        let alarm = Some(s.conf.alarm(now));
         let id = s
             .delays
             .push_unblocked(DelayKind::Full, b"/".to_vec().into(), alarm);
-        s.collapsed = Some(id);
+        s.pending_limit.collapsed = Some(id);
         gone.len()
     }
 
     fn delay_one(
         &mut self,
+        walk: &mut Walk,
         sid: usize,
         kind: DelayKind,
         path: Rc<[u8]>,
         path2: Option<Rc<[u8]>>,
-        now: Instant,
-        dirs: &mut Vec<Rc<[u8]>>,
     ) {
+        let now = walk.now;
         let s = &mut self.syncs[sid];
         log::trace_delay(&s.name, kind.as_lua_str(), &path, path2.as_deref());
         if kind == DelayKind::Move {
@@ -408,25 +504,25 @@ impl Core {
                 return;
             }
             if ex2 {
-                return self.delay_one(sid, DelayKind::Delete, path, None, now, dirs);
+                return self.delay_one(walk, sid, DelayKind::Delete, path, None);
             }
             if ex1 {
-                return self.delay_one(sid, DelayKind::Create, path2, None, now, dirs);
+                return self.delay_one(walk, sid, DelayKind::Create, path2, None);
             }
-            if !s.on_move {
+            if !s.conf.takes.moves {
                 log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
-                self.delay_one(sid, DelayKind::Delete, path, None, now, dirs);
-                self.delay_one(sid, DelayKind::Create, path2, None, now, dirs);
+                self.delay_one(walk, sid, DelayKind::Delete, path, None);
+                self.delay_one(walk, sid, DelayKind::Create, path2, None);
                 return;
             }
-            let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+            let alarm = Some(s.conf.alarm(now));
             let p1 = path.clone();
             let p2 = path2.clone();
             match s.delays.push(kind, path, Some(path2), alarm) {
                 Pushed::Split => {
                     log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
-                    self.delay_one(sid, DelayKind::Delete, p1, None, now, dirs);
-                    self.delay_one(sid, DelayKind::Create, p2, None, now, dirs);
+                    self.delay_one(walk, sid, DelayKind::Delete, p1, None);
+                    self.delay_one(walk, sid, DelayKind::Create, p2, None);
                 }
                 outcome => {
                     log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome);
@@ -442,7 +538,7 @@ impl Core {
             });
             return;
         }
-        let alarm = Some(now + secs(s.delay.unwrap_or(0.0)));
+        let alarm = Some(s.conf.alarm(now));
         let is_dir_create = kind == DelayKind::Create && path.ends_with(b"/");
         let recurse = if is_dir_create {
             Some(path.clone())
@@ -453,8 +549,8 @@ impl Core {
         log_pushed(&s.delays, kind, &path, None, &outcome);
         Self::note_replaced(&mut self.lua, sid, &outcome);
         if let Some(dir) = recurse {
-            if s.subdirs {
-                dirs.push(dir);
+            if s.conf.takes.subdirs {
+                walk.dirs.push(dir);
             }
         }
     }
@@ -481,14 +577,14 @@ impl Core {
     /// from the delay list's alarm index.
     pub(crate) fn sync_alarm(&self, sid: usize, now: Instant) -> Option<Instant> {
         let s = &self.syncs[sid];
-        if s.disabled || s.held || s.source_gone || s.processes.len() >= s.max_processes {
+        if !s.may_start() {
             return None;
         }
-        let cron = s.cron_next.map(|t| t.max(now));
+        let cron = s.cron.next.map(|t| t.max(now));
         // A sync backing off after a failure wakes up when its backoff ends.
         let delays = s
             .delays
-            .alarm(now, s.max_delays)
+            .alarm(now, s.conf.max_delays)
             .map(|t| s.backoff.holds_until(now).unwrap_or(t));
         match (delays, cron) {
             (Some(a), Some(c)) => Some(a.min(c)),
@@ -500,14 +596,14 @@ impl Core {
     /// sync can start processes).
     pub(crate) fn crontab_due(&mut self, sid: usize, now: Instant) {
         let s = &mut self.syncs[sid];
-        if s.disabled || s.held || s.source_gone || s.processes.len() >= s.max_processes {
+        if !s.may_start() {
             return;
         }
-        if s.cron_next.is_some_and(|t| t <= now) {
+        if s.cron.next.is_some_and(|t| t <= now) {
             log::log(b"Info", b"Crontab triggered full sync");
             s.delays
                 .push_unblocked(DelayKind::Full, b"/".to_vec().into(), None);
-            s.schedule_cron(now);
+            s.cron.schedule(now);
         }
     }
 
@@ -525,16 +621,10 @@ impl Core {
         now: Instant,
     ) -> Option<(crate::delay::QueuePos, DelayId, DelayKind)> {
         let s = &self.syncs[sid];
-        if s.disabled
-            || s.held
-            || s.source_gone
-            || s.processes.len() >= s.max_processes
-            || self.at_global_limit()
-            || s.backoff.holds_until(now).is_some()
-        {
+        if !s.may_start() || self.at_global_limit() || s.backoff.holds_until(now).is_some() {
             return None;
         }
-        let (pos, id) = s.delays.next_wait_after(after, now, s.max_delays)?;
+        let (pos, id) = s.delays.next_wait_after(after, now, s.conf.max_delays)?;
         Some((pos, id, s.delays.get(id)?.kind))
     }
 
@@ -618,44 +708,46 @@ mod tests {
     use super::*;
 
     fn job(source: &str) -> SyncJob {
-        SyncJob {
-            name: source.into(),
-            source: source.into(),
+        let conf = SyncConf {
             delay: Some(1.0),
             max_delays: 1000,
             max_processes: 1,
-            on_move: false,
-            subdirs: true,
-            has_init: false,
-            excludes: Default::default(),
-            delays: DelayList::new(),
-            processes: Default::default(),
-            init_done: false,
-            disabled: false,
-            held: false,
-            source_gone: false,
-            crontab: Vec::new(),
-            cron_next: None,
-            health: Default::default(),
-            backoff: Default::default(),
-            monitor_choice: None,
-            monitor: Monitor::Inotify,
-            has_full: true,
-            over_limit_logged: false,
-            collapsed: None,
-        }
+            monitor: None,
+            takes: Takes {
+                moves: false,
+                subdirs: true,
+                init: false,
+                full: true,
+            },
+        };
+        let mut s = SyncJob::new(
+            source.into(),
+            source.into(),
+            conf,
+            Excludes::default(),
+            vec![],
+        );
+        s.monitor = Monitor::Inotify;
+        s
     }
 
-    #[test]
-    fn pending_changes_collapse_into_one_full_that_covers_later_ones() {
+    /// A core with one sync and `maxPending` 10 after `files` files were modified.
+    fn modified_files(files: usize, takes_full: bool) -> (Core, Instant) {
         let now = Instant::now();
         let mut core = Core::new(now);
         core.limits.max_pending = 10;
         core.syncs = vec![job("/src/")];
-        for i in 0..11 {
+        core.syncs[0].conf.takes.full = takes_full;
+        for i in 0..files {
             let p: Rc<[u8]> = format!("/f{i}").into_bytes().into();
             core.delay(0, DelayKind::Modify, p, None, now);
         }
+        (core, now)
+    }
+
+    #[test]
+    fn pending_changes_collapse_into_one_full_that_covers_later_ones() {
+        let (mut core, now) = modified_files(11, true);
         let kinds: Vec<DelayKind> = core.syncs[0].delays.iter().map(|(_, d)| d.kind).collect();
         assert_eq!(kinds, [DelayKind::Full]);
         assert_eq!(core.lua.forgotten(), 11);
@@ -665,19 +757,11 @@ mod tests {
 
     #[test]
     fn without_a_full_action_every_pending_change_is_kept() {
-        let now = Instant::now();
-        let mut core = Core::new(now);
-        core.limits.max_pending = 10;
-        core.syncs = vec![job("/src/")];
-        core.syncs[0].has_full = false;
-        for i in 0..25 {
-            let p: Rc<[u8]> = format!("/f{i}").into_bytes().into();
-            core.delay(0, DelayKind::Modify, p, None, now);
-        }
+        let (core, _) = modified_files(25, false);
         let s = &core.syncs[0];
         assert_eq!(s.delays.len(), 25);
         assert!(s.delays.iter().all(|(_, d)| d.kind == DelayKind::Modify));
-        assert!(s.over_limit_logged);
+        assert!(s.pending_limit.logged);
         assert_eq!(core.lua.forgotten(), 0);
     }
 

@@ -264,12 +264,12 @@ fn start_syncs(
     register_monitors(&p.poll, &watcher, INOTIFY)
         .map_err(|e| fatal(format!("cannot watch the monitor fds: {e}")))?;
     for sid in 0..core.syncs.len() {
-        if core.syncs[sid].has_init {
+        if core.syncs[sid].conf.takes.init {
             core.push_init(sid);
         } else {
             core.syncs[sid].health.started_without_transfer();
         }
-        core.syncs[sid].schedule_cron(Instant::now());
+        core.syncs[sid].cron.schedule(Instant::now());
     }
     let end = pass::Run::new(rt, core, &mut watcher, p, settings).run();
     deregister_monitors(&p.poll, &watcher);
@@ -432,10 +432,10 @@ fn sync_observed(
 fn onepass_check(c: &mut Core) -> Option<ExitCode> {
     for s in c.syncs.iter_mut() {
         if s.init_done {
-            s.disabled = true;
+            s.paused.disabled = true;
         }
     }
-    if c.procs.running() == 0 && c.syncs.iter().all(|s| s.disabled) {
+    if c.procs.running() == 0 && c.syncs.iter().all(|s| s.paused.disabled) {
         log::log(
             b"Info",
             b"onepass active and all syncs finished. Exiting successfully",
@@ -475,7 +475,7 @@ fn invoke_actions(rt: &Runtime, core: &mut Core, round_robin: &mut usize) -> Res
             match kind {
                 DelayKind::Init => rt.call_init(core, sid, did)?,
                 DelayKind::Full if rt.has_full(core, sid)? => {
-                    let collapsed = core.syncs[sid].collapsed == Some(did);
+                    let collapsed = core.syncs[sid].pending_limit.collapsed == Some(did);
                     rt.call_full(core, sid, did, collapsed)?
                 }
                 _ => rt.call_action(core, sid)?,

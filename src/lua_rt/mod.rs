@@ -27,7 +27,7 @@ use crate::log;
 mod api;
 mod loan;
 
-use crate::sync::{Core, SyncJob};
+use crate::sync::{Core, SyncConf, SyncJob, Takes};
 use crate::sys;
 use api::register_api;
 
@@ -650,35 +650,23 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
     config_pattern_files(lua, config, &mut excludes)?;
     let crontab = config_crontab(lua, config, &name)?;
     let count = |key: &str, default: usize| config_count(config, key, default);
-    Ok(SyncJob {
-        name,
-        source: source.as_bytes().to_vec(),
+    let conf = SyncConf {
         delay,
         max_delays: count("maxDelays", 1000)?,
         max_processes: count("maxProcesses", 1)?,
-        on_move: truthy(&config.get::<Value>("onMove")?),
-        subdirs: !matches!(config.get::<Value>("subdirs")?, Value::Boolean(false)),
-        has_init: truthy(&config.get::<Value>("init")?),
-        excludes,
-        delays: crate::delay::DelayList::new(),
-        processes: Default::default(),
-        init_done: false,
-        disabled: false,
-        held: false,
-        source_gone: false,
-        crontab,
-        cron_next: None,
-        monitor_choice: match config.get::<Value>("monitor")? {
+        monitor: match config.get::<Value>("monitor")? {
             Value::String(m) => crate::watch::MonitorChoice::parse(&m.as_bytes()),
             _ => None,
         },
-        monitor: Default::default(),
-        health: Default::default(),
-        backoff: Default::default(),
-        has_full: takes_full(lua, config)?,
-        over_limit_logged: false,
-        collapsed: None,
-    })
+        takes: Takes {
+            moves: truthy(&config.get::<Value>("onMove")?),
+            subdirs: !matches!(config.get::<Value>("subdirs")?, Value::Boolean(false)),
+            init: truthy(&config.get::<Value>("init")?),
+            full: takes_full(lua, config)?,
+        },
+    };
+    let source = source.as_bytes().to_vec();
+    Ok(SyncJob::new(name, source, conf, excludes, crontab))
 }
 
 /// Whether a sync's config handles a Full event: a `full` function, or an `onFull` handler

@@ -53,7 +53,7 @@ fn sync_rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
         sync_function(lua, |c, sid, ()| {
             let s = c.sync(sid);
             Ok(s.delays
-                .next_wait(Instant::now(), s.max_delays)
+                .next_wait(Instant::now(), s.conf.max_delays)
                 .map(|d| d.0 as i64))
         })?,
     ));
