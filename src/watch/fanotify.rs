@@ -38,6 +38,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
+use super::record::{i32_at, u32_at, until_nul};
 use super::{
     FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootEvent, WatchError, READ_BATCH,
 };
@@ -316,14 +317,6 @@ struct RawEvent<'a> {
     dirs: [Option<DirRec<'a>>; 2],
 }
 
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn i32_at(b: &[u8], at: usize) -> Option<i32> {
-    Some(i32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
 /// Parses one info record (`hdr`, fsid, file_handle, NUL-terminated name).
 fn parse_info(rec: &[u8]) -> Option<DirRec<'_>> {
     let info_type = *rec.first()?;
@@ -331,11 +324,7 @@ fn parse_info(rec: &[u8]) -> Option<DirRec<'_>> {
     let hlen = u32_at(rec, 12)? as usize;
     let handle_type = i32_at(rec, 16)?;
     let handle = rec.get(20..20 + hlen)?;
-    let rest = rec.get(20 + hlen..).unwrap_or(&[]);
-    let name = match rest.iter().position(|&b| b == 0) {
-        Some(n) => &rest[..n],
-        None => rest,
-    };
+    let name = until_nul(rec.get(20 + hlen..).unwrap_or(&[]));
     Some(DirRec {
         info_type,
         fsid,

@@ -389,37 +389,23 @@ impl Watcher {
                 }
                 Ok(())
             }
-            Step::Event {
-                kind,
-                wd,
-                name,
-                is_dir,
-            } => match self.reg.find_wd(log_event(kind, wd, name, is_dir, None)) {
-                // Unknown wd: normal for events of just-removed directories.
-                None => {
-                    crate::log::with(b"Inotify", || {
-                        b"event belongs to unknown watch descriptor.".to_vec()
-                    });
-                    Ok(())
+            Step::Event { kind, at, is_dir } => {
+                log_event(kind, at, is_dir, None);
+                match self.reg.find_wd(at.wd) {
+                    // Unknown wd: normal for events of just-removed directories.
+                    None => {
+                        crate::log::with(b"Inotify", || {
+                            b"event belongs to unknown watch descriptor.".to_vec()
+                        });
+                        Ok(())
+                    }
+                    Some(dir) => self.simple(kind, dir, at.name, is_dir, out, concerns),
                 }
-                Some(dir) => self.simple(kind, dir, name, is_dir, out, concerns),
-            },
-            Step::Move {
-                from_wd,
-                from_name,
-                to_wd,
-                to_name,
-                is_dir,
-            } => {
-                log_event(
-                    FsKind::Move,
-                    from_wd,
-                    from_name,
-                    is_dir,
-                    Some((to_wd, to_name)),
-                );
-                let from = self.reg.find_wd(from_wd).map(|dir| (dir, from_name));
-                let to = self.reg.find_wd(to_wd).map(|dir| (dir, to_name));
+            }
+            Step::Move { from, to, is_dir } => {
+                log_event(FsKind::Move, from, is_dir, Some(to));
+                let from = self.reg.find_wd(from.wd).map(|dir| (dir, from.name));
+                let to = self.reg.find_wd(to.wd).map(|dir| (dir, to.name));
                 self.apply_move(from, to, is_dir, out, concerns)
             }
         }

@@ -7,6 +7,7 @@
 //! directory tree, paths (a step still names a wd and an entry name), syncs, delays, Lua.
 
 use super::FsKind;
+use crate::watch::record::{i32_at, u32_at, until_nul};
 
 /// `sizeof(struct inotify_event)` without the name: wd, mask, cookie, len.
 pub(super) const EVENT_HEADER: usize = 16;
@@ -20,8 +21,8 @@ pub(super) struct RawEvent<'a> {
     pub(super) name: &'a [u8],
 }
 
-/// Iterates the records of one `read()`. Parsed with `from_ne_bytes`, so no alignment or unsafe
-/// concerns; a truncated tail (never produced by the kernel) ends the iteration.
+/// Iterates the records of one `read()`; a truncated tail (never produced by the kernel) ends
+/// the iteration.
 pub(super) struct RawEvents<'a> {
     pub(super) buf: &'a [u8],
 }
@@ -30,28 +31,39 @@ impl<'a> Iterator for RawEvents<'a> {
     type Item = RawEvent<'a>;
 
     fn next(&mut self) -> Option<RawEvent<'a>> {
-        let field = |at: usize| -> Option<[u8; 4]> { self.buf.get(at..at + 4)?.try_into().ok() };
-        let wd = i32::from_ne_bytes(field(0)?);
-        let mask = u32::from_ne_bytes(field(4)?);
-        let cookie = u32::from_ne_bytes(field(8)?);
-        let len = u32::from_ne_bytes(field(12)?) as usize;
+        let wd = i32_at(self.buf, 0)?;
+        let mask = u32_at(self.buf, 4)?;
+        let cookie = u32_at(self.buf, 8)?;
+        let len = u32_at(self.buf, 12)? as usize;
         let end = EVENT_HEADER.checked_add(len)?;
         let Some(padded) = self.buf.get(EVENT_HEADER..end) else {
             self.buf = &[];
             return None;
         };
         self.buf = &self.buf[end..];
-        let name = match padded.iter().position(|&b| b == 0) {
-            Some(nul) => &padded[..nul],
-            None => padded,
-        };
         Some(RawEvent {
             wd,
             mask,
             cookie,
-            name,
+            name: until_nul(padded),
         })
     }
+}
+
+impl<'a> RawEvent<'a> {
+    fn entry(&self) -> Entry<'a> {
+        Entry {
+            wd: self.wd,
+            name: self.name,
+        }
+    }
+}
+
+/// A directory entry as inotify names it: the watch of its directory and its name there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry<'a> {
+    pub(super) wd: i32,
+    pub(super) name: &'a [u8],
 }
 
 /// A raw event after pairing and classification, still in wd + name form.
@@ -69,15 +81,12 @@ pub(super) enum Step<'a> {
     },
     Event {
         kind: FsKind,
-        wd: i32,
-        name: &'a [u8],
+        at: Entry<'a>,
         is_dir: bool,
     },
     Move {
-        from_wd: i32,
-        from_name: &'a [u8],
-        to_wd: i32,
-        to_name: &'a [u8],
+        from: Entry<'a>,
+        to: Entry<'a>,
         is_dir: bool,
     },
 }
@@ -133,10 +142,11 @@ impl Pairer {
         if let Some((from_wd, cookie, from_dir)) = self.pending.take() {
             if ev.mask & libc::IN_MOVED_TO != 0 && ev.cookie == cookie {
                 emit(Step::Move {
-                    from_wd,
-                    from_name: &self.name,
-                    to_wd: ev.wd,
-                    to_name: ev.name,
+                    from: Entry {
+                        wd: from_wd,
+                        name: &self.name,
+                    },
+                    to: ev.entry(),
                     is_dir: is_dir || from_dir,
                 })?;
                 return Ok(true);
@@ -146,8 +156,10 @@ impl Pairer {
             });
             emit(Step::Event {
                 kind: FsKind::Delete,
-                wd: from_wd,
-                name: &self.name,
+                at: Entry {
+                    wd: from_wd,
+                    name: &self.name,
+                },
                 is_dir: from_dir,
             })?;
         }
@@ -160,8 +172,7 @@ impl Pairer {
         if let Some(kind) = classify(ev.mask) {
             emit(Step::Event {
                 kind,
-                wd: ev.wd,
-                name: ev.name,
+                at: ev.entry(),
                 is_dir,
             })?;
         }
@@ -175,8 +186,10 @@ impl Pairer {
                 crate::log::with(b"Inotify", || b"handling unary move from.".to_vec());
                 emit(Step::Event {
                     kind: FsKind::Delete,
-                    wd,
-                    name: &self.name,
+                    at: Entry {
+                        wd,
+                        name: &self.name,
+                    },
                     is_dir,
                 })
             }
@@ -186,14 +199,8 @@ impl Pairer {
 }
 
 /// The `Inotify` log line of a raw event, as upstream words it: `got event Create d/(1)`, or
-/// `got event Move a(1) to b(2)`. Returns `wd` for the caller to go on with.
-pub(super) fn log_event(
-    kind: FsKind,
-    wd: i32,
-    name: &[u8],
-    is_dir: bool,
-    to: Option<(i32, &[u8])>,
-) -> i32 {
+/// `got event Move a(1) to b(2)`.
+pub(super) fn log_event(kind: FsKind, at: Entry<'_>, is_dir: bool, to: Option<Entry<'_>>) {
     crate::log::call("inotifyEvent");
     crate::log::with(b"Inotify", || {
         let kind = match kind {
@@ -205,18 +212,18 @@ pub(super) fn log_event(
         };
         let slash: &[u8] = if is_dir { b"/" } else { b"" };
         let mut m = format!("got event {kind} ").into_bytes();
-        m.extend_from_slice(name);
-        m.extend_from_slice(slash);
-        m.extend_from_slice(format!("({wd})").as_bytes());
-        if let Some((wd2, name2)) = to {
-            m.extend_from_slice(b" to ");
-            m.extend_from_slice(name2);
+        let put = |m: &mut Vec<u8>, e: Entry<'_>| {
+            m.extend_from_slice(e.name);
             m.extend_from_slice(slash);
-            m.extend_from_slice(format!("({wd2})").as_bytes());
+            m.extend_from_slice(format!("({})", e.wd).as_bytes());
+        };
+        put(&mut m, at);
+        if let Some(to) = to {
+            m.extend_from_slice(b" to ");
+            put(&mut m, to);
         }
         m
     });
-    wd
 }
 
 #[cfg(test)]
@@ -342,6 +349,10 @@ mod tests {
         }
     }
 
+    fn entry(e: Entry<'_>) -> String {
+        format!("{}/{}", e.wd, e.name.escape_ascii())
+    }
+
     /// A step in the notation of [`TRANSLATIONS`].
     fn step_text(step: Step<'_>) -> String {
         let dir = |is_dir| if is_dir { " dir" } else { "" };
@@ -349,12 +360,7 @@ mod tests {
             Step::Overflow => "overflow".to_owned(),
             Step::Ignored { wd } => format!("ignored {wd}"),
             Step::MovedSelf { wd } => format!("moved self {wd}"),
-            Step::Event {
-                kind,
-                wd,
-                name,
-                is_dir,
-            } => {
+            Step::Event { kind, at, is_dir } => {
                 let (kind, dir) = match kind {
                     FsKind::Attrib => ("attrib", ""),
                     FsKind::Modify => ("modify", ""),
@@ -362,20 +368,11 @@ mod tests {
                     FsKind::Delete => ("delete", dir(is_dir)),
                     FsKind::Move => ("bad", ""),
                 };
-                format!("{kind}{dir} {wd}/{}", name.escape_ascii())
+                format!("{kind}{dir} {}", entry(at))
             }
-            Step::Move {
-                from_wd,
-                from_name,
-                to_wd,
-                to_name,
-                is_dir,
-            } => format!(
-                "move{} {from_wd}/{} {to_wd}/{}",
-                dir(is_dir),
-                from_name.escape_ascii(),
-                to_name.escape_ascii()
-            ),
+            Step::Move { from, to, is_dir } => {
+                format!("move{} {} {}", dir(is_dir), entry(from), entry(to))
+            }
         }
     }
 

@@ -7,7 +7,8 @@
 //! [`WatchError`]), the monitor names (`-monitor`, the `monitor` key), `inotifyMode` parsing
 //! and [`Monitors`], the monitors of one run behind one interface. The inotify monitor is
 //! `inotify` (event decoding in `inotify_decode.rs`, source roots in `inotify_roots.rs`, its
-//! directory tree in `tree`), the fanotify monitor `fanotify`.
+//! directory tree in `tree`), the fanotify monitor `fanotify`; the record fields both parse
+//! are read in `record`.
 //! Must not touch: syncs, delays, excludes, Lua, logging.
 
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 mod fanotify;
 mod inotify;
+mod record;
 mod tree;
 
 pub(crate) use fanotify::{Fanotify, Refusal};
@@ -262,11 +264,20 @@ impl Monitors {
             .add_root(source)
     }
 
+    /// The answers of the monitors in use, inotify's first.
+    fn each<T>(
+        &self,
+        ino: impl FnOnce(&Watcher) -> Option<T>,
+        fan: impl FnOnce(&Fanotify) -> Option<T>,
+    ) -> impl Iterator<Item = T> {
+        let ino = self.inotify.as_ref().and_then(ino);
+        ino.into_iter().chain(self.fanotify.as_ref().and_then(fan))
+    }
+
     /// The fds to poll: readable means events are queued.
     pub(crate) fn fds(&self) -> Vec<RawFd> {
-        let ino = self.inotify.as_ref().map(Watcher::as_raw_fd);
-        let fan = self.fanotify.as_ref().map(Fanotify::as_raw_fd);
-        ino.into_iter().chain(fan).collect()
+        self.each(|w| Some(w.as_raw_fd()), |f| Some(f.as_raw_fd()))
+            .collect()
     }
 
     /// Reads both monitors (see [`Watcher::read`]); `concerns` is asked per monitor.
@@ -307,9 +318,8 @@ impl Monitors {
 
     /// When the event loop must wake up to look for a source root that is away.
     pub(crate) fn next_root_check(&self) -> Option<Instant> {
-        let ino = self.inotify.as_ref().and_then(Watcher::next_root_check);
-        let fan = self.fanotify.as_ref().and_then(Fanotify::next_root_check);
-        ino.into_iter().chain(fan).min()
+        self.each(Watcher::next_root_check, Fanotify::next_root_check)
+            .min()
     }
 
     /// Looks for the absent source roots that are due (see [`Monitors::next_root_check`]);
