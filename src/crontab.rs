@@ -2,8 +2,9 @@
 //! (SPEC §15 item 24: upstream fed uptime ticks to lua-crontab as if they were epoch seconds).
 //!
 //! Owns: the rule grammar ([`parse`] into a [`CronRule`]), matching and the search for the next
-//! occurrence ([`CronRule::matches`], [`CronRule::next_after`]) and the proleptic Gregorian
-//! calendar helpers [`weekday`] and [`seconds_between`].
+//! occurrence ([`CronRule::matches`], [`CronRule::next_after`]), the broken-down local time
+//! [`CivilTime`] (with its ctime(3) text for logs and the status file) and the proleptic
+//! Gregorian calendar helpers [`weekday`] and [`seconds_between`].
 //!
 //! Must not touch: clocks and time zones (the caller reads the local time, e.g. with
 //! `localtime_r`, passes it in as a [`CivilTime`] and re-evaluates after DST jumps), logging,
@@ -42,10 +43,11 @@ use std::fmt;
 /// so that a `Feb 29` rule always finds a leap year, even across a century (2096 → 2104).
 const HORIZON_YEARS: i32 = 8;
 
+/// Month and day names, as rules may spell them (in any case) and as ctime(3) prints them.
 const MONTH_NAMES: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
-const DAY_NAMES: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 
 /// What one of the 6 fields accepts.
 struct FieldSpec {
@@ -64,6 +66,27 @@ struct FieldSpec {
 }
 
 impl FieldSpec {
+    /// A field of numbers `min..=max`, without names.
+    const fn numeric(label: &'static str, min: u32, max: u32) -> FieldSpec {
+        FieldSpec {
+            label,
+            min,
+            max,
+            max_written: max,
+            names: &[],
+            what: "a number",
+        }
+    }
+
+    /// The field with names for its values from `min` on.
+    const fn named(self, names: &'static [&'static str], what: &'static str) -> FieldSpec {
+        FieldSpec {
+            names,
+            what,
+            ..self
+        }
+    }
+
     /// The number of distinct values, the largest step allowed.
     fn span(&self) -> u32 {
         self.max - self.min + 1
@@ -77,53 +100,15 @@ impl FieldSpec {
 }
 
 const FIELDS: [FieldSpec; 6] = [
+    FieldSpec::numeric("seconds", 0, 59),
+    FieldSpec::numeric("minutes", 0, 59),
+    FieldSpec::numeric("hours", 0, 23),
+    FieldSpec::numeric("day of month", 1, 31),
+    FieldSpec::numeric("month", 1, 12).named(&MONTH_NAMES, "a number or month name (JAN-DEC)"),
     FieldSpec {
-        label: "seconds",
-        min: 0,
-        max: 59,
-        max_written: 59,
-        names: &[],
-        what: "a number",
-    },
-    FieldSpec {
-        label: "minutes",
-        min: 0,
-        max: 59,
-        max_written: 59,
-        names: &[],
-        what: "a number",
-    },
-    FieldSpec {
-        label: "hours",
-        min: 0,
-        max: 23,
-        max_written: 23,
-        names: &[],
-        what: "a number",
-    },
-    FieldSpec {
-        label: "day of month",
-        min: 1,
-        max: 31,
-        max_written: 31,
-        names: &[],
-        what: "a number",
-    },
-    FieldSpec {
-        label: "month",
-        min: 1,
-        max: 12,
-        max_written: 12,
-        names: &MONTH_NAMES,
-        what: "a number or month name (JAN-DEC)",
-    },
-    FieldSpec {
-        label: "day of week",
-        min: 0,
-        max: 6,
         max_written: 7,
-        names: &DAY_NAMES,
-        what: "a number or day name (SUN-SAT)",
+        ..FieldSpec::numeric("day of week", 0, 6)
+            .named(&DAY_NAMES, "a number or day name (SUN-SAT)")
     },
 ];
 
@@ -141,7 +126,7 @@ pub(crate) struct CronRule {
     weekdays_star: bool,
 }
 
-/// Broken-down wall-clock local time, as the caller's `localtime_r` gives it.
+/// Broken-down wall-clock local time, as `sys::local_time` gives it (from `localtime_r`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CivilTime {
     pub(crate) year: i32,
@@ -153,6 +138,22 @@ pub(crate) struct CivilTime {
     pub(crate) minute: u32,
     /// 0-59; `localtime_r` may report a leap second as 60.
     pub(crate) second: u32,
+}
+
+impl CivilTime {
+    /// ctime(3) layout without the newline: `Wed Nov 25 19:52:57 2026`.
+    pub(crate) fn ctime(&self) -> String {
+        format!(
+            "{} {} {:>2} {:02}:{:02}:{:02} {}",
+            DAY_NAMES[weekday(self.year, self.month, self.day) as usize],
+            MONTH_NAMES[(self.month as usize + 11) % 12],
+            self.day,
+            self.hour,
+            self.minute,
+            self.second,
+            self.year
+        )
+    }
 }
 
 impl fmt::Display for CivilTime {
@@ -305,58 +306,41 @@ impl CronRule {
         let last_year = after.year.saturating_add(HORIZON_YEARS);
         let mut t = after;
         t.second += 1;
-        // Each `continue` moves the cursor to the start of a later unit; out-of-range values
-        // (second 60, minute 60, hour 24, day past the month's end, month 13) carry upwards.
-        loop {
+        // Each step moves the cursor to its unit's next allowed value, clearing the smaller
+        // units; when its unit has none left it moves to the start of the next larger unit and
+        // the search starts over. Out-of-range values (second 60, minute 60, hour 24, day past
+        // the month's end, month 13) carry upwards that way.
+        'search: loop {
             if t.year > last_year {
                 return None;
             }
-            match next_in(self.months, t.month) {
-                None => {
-                    t = start_of_year(t.year.checked_add(1)?);
-                    continue;
+            for unit in Unit::ALL {
+                match self.next_allowed(t, unit) {
+                    None => {
+                        t = t.start_of_next(unit)?;
+                        continue 'search;
+                    }
+                    Some(v) if v != t.get(unit) => t = t.with(unit, v),
+                    Some(_) => {}
                 }
-                Some(m) if m != t.month => t = start_of_month(t.year, m),
-                Some(_) => {}
-            }
-            let last_day = days_in_month(t.year, t.month);
-            match (t.day..=last_day).find(|&d| self.day_matches(t.year, t.month, d)) {
-                None => {
-                    t = start_of_month(t.year, t.month + 1);
-                    continue;
-                }
-                Some(d) if d != t.day => t = start_of_day(t, d),
-                Some(_) => {}
-            }
-            match next_in(self.hours, t.hour) {
-                None => {
-                    t = start_of_day(t, t.day + 1);
-                    continue;
-                }
-                Some(h) if h != t.hour => t = start_of_hour(t, h),
-                Some(_) => {}
-            }
-            match next_in(self.minutes, t.minute) {
-                None => {
-                    t = start_of_hour(t, t.hour + 1);
-                    continue;
-                }
-                Some(m) if m != t.minute => {
-                    t.minute = m;
-                    t.second = 0;
-                }
-                Some(_) => {}
-            }
-            match next_in(self.seconds, t.second) {
-                None => {
-                    t.minute += 1;
-                    t.second = 0;
-                    continue;
-                }
-                Some(s) => t.second = s,
             }
             return Some(t);
         }
+    }
+
+    /// The smallest allowed value of `unit` from `t`'s on, within `t`'s larger units.
+    fn next_allowed(&self, t: CivilTime, unit: Unit) -> Option<u32> {
+        let mask = match unit {
+            Unit::Month => self.months,
+            Unit::Day => {
+                let last_day = days_in_month(t.year, t.month);
+                return (t.day..=last_day).find(|&d| self.day_matches(t.year, t.month, d));
+            }
+            Unit::Hour => self.hours,
+            Unit::Minute => self.minutes,
+            Unit::Second => self.seconds,
+        };
+        next_in(mask, t.get(unit))
     }
 
     /// Whether `t` is an occurrence of the rule (an invalid `t` never is).
@@ -385,38 +369,78 @@ impl CronRule {
     }
 }
 
-fn start_of_year(year: i32) -> CivilTime {
-    CivilTime {
-        year,
-        month: 1,
-        day: 1,
-        hour: 0,
-        minute: 0,
-        second: 0,
+/// The units [`CronRule::next_after`] steps through, largest first (the year only carries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unit {
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+impl Unit {
+    const ALL: [Unit; 5] = [
+        Unit::Month,
+        Unit::Day,
+        Unit::Hour,
+        Unit::Minute,
+        Unit::Second,
+    ];
+
+    /// The unit this one counts within; `None` for the month (within the year).
+    fn larger(self) -> Option<Unit> {
+        match self {
+            Unit::Month => None,
+            Unit::Day => Some(Unit::Month),
+            Unit::Hour => Some(Unit::Day),
+            Unit::Minute => Some(Unit::Hour),
+            Unit::Second => Some(Unit::Minute),
+        }
+    }
+
+    /// Its first value: 1 for months and days, 0 for the rest.
+    fn first(self) -> u32 {
+        u32::from(matches!(self, Unit::Month | Unit::Day))
     }
 }
 
-/// `month` may be 13, which the month step carries into the next year.
-fn start_of_month(year: i32, month: u32) -> CivilTime {
-    CivilTime {
-        month,
-        ..start_of_year(year)
+impl CivilTime {
+    fn field(&mut self, unit: Unit) -> &mut u32 {
+        match unit {
+            Unit::Month => &mut self.month,
+            Unit::Day => &mut self.day,
+            Unit::Hour => &mut self.hour,
+            Unit::Minute => &mut self.minute,
+            Unit::Second => &mut self.second,
+        }
     }
-}
 
-/// `day` may be past the month's end, which the day step carries into the next month.
-fn start_of_day(t: CivilTime, day: u32) -> CivilTime {
-    CivilTime {
-        day,
-        ..start_of_month(t.year, t.month)
+    fn get(mut self, unit: Unit) -> u32 {
+        *self.field(unit)
     }
-}
 
-/// `hour` may be 24, which the hour step carries into the next day.
-fn start_of_hour(t: CivilTime, hour: u32) -> CivilTime {
-    CivilTime {
-        hour,
-        ..start_of_day(t, t.day)
+    /// The start of `value` of `unit` within `self`'s larger units: the smaller units at their
+    /// first value. `value` may be one past the unit's range (month 13, day 32, hour 24, ...),
+    /// which the next search step carries upwards.
+    fn with(mut self, unit: Unit, value: u32) -> CivilTime {
+        *self.field(unit) = value;
+        for &smaller in &Unit::ALL[unit as usize + 1..] {
+            *self.field(smaller) = smaller.first();
+        }
+        self
+    }
+
+    /// The start of the next value of `unit`'s larger unit (for the month: of the next year),
+    /// when `unit` has no allowed value left in the current one; `None` past year `i32::MAX`.
+    fn start_of_next(self, unit: Unit) -> Option<CivilTime> {
+        match unit.larger() {
+            Some(larger) => Some(self.with(larger, self.get(larger) + 1)),
+            None => Some(CivilTime {
+                year: self.year.checked_add(1)?,
+                ..self.with(Unit::Month, 1)
+            }),
+        }
     }
 }
 
@@ -481,6 +505,19 @@ mod tests {
             minute,
             second,
         }
+    }
+
+    #[test]
+    fn ctime_layout() {
+        assert_eq!(
+            ct(2026, 11, 25, 19, 52, 57).ctime(),
+            "Wed Nov 25 19:52:57 2026"
+        );
+        assert_eq!(ct(1970, 1, 1, 0, 0, 0).ctime(), "Thu Jan  1 00:00:00 1970");
+        assert_eq!(
+            ct(2024, 2, 29, 9, 5, 60).ctime(),
+            "Thu Feb 29 09:05:60 2024"
+        );
     }
 
     fn rule(text: &str) -> CronRule {
@@ -870,22 +907,20 @@ mod tests {
 
     #[test]
     fn weekday_of_known_dates() {
-        for ((y, m, d), want) in [
-            ((1970, 1, 1), 4),
-            ((1969, 12, 31), 3),
-            ((2000, 1, 1), 6),
-            ((2000, 2, 29), 2),
-            ((2024, 2, 29), 4),
-            ((2024, 3, 1), 5),
-            ((1900, 3, 1), 4),
-            ((2100, 3, 1), 1),
-            ((2026, 7, 4), 6),
-            ((1600, 1, 1), 6),
-            ((2038, 1, 19), 2),
-            ((2032, 2, 29), 0),
-            ((2104, 2, 29), 5),
-        ] {
-            assert_eq!(weekday(y, m, d), want, "{y}-{m}-{d}");
+        // Known dates by the day of the week they fall on, Sunday (0) first.
+        let by_weekday: [&[(i32, u32, u32)]; 7] = [
+            &[(2032, 2, 29)],
+            &[(2100, 3, 1)],
+            &[(2000, 2, 29), (2038, 1, 19)],
+            &[(1969, 12, 31)],
+            &[(1970, 1, 1), (2024, 2, 29), (1900, 3, 1)],
+            &[(2024, 3, 1), (2104, 2, 29)],
+            &[(2000, 1, 1), (2026, 7, 4), (1600, 1, 1)],
+        ];
+        for (want, dates) in (0..).zip(by_weekday) {
+            for &(y, m, d) in dates {
+                assert_eq!(weekday(y, m, d), want, "{y}-{m}-{d}");
+            }
         }
     }
 

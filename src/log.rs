@@ -330,7 +330,8 @@ pub(crate) fn log(category: &[u8], message: &[u8]) {
         if l.console && l.journal {
             to_journal(&l, category, message);
         } else if l.console {
-            let mut line = format!("{:02}:{:02}:{:02} ", now.hour, now.min, now.sec).into_bytes();
+            let mut line =
+                format!("{:02}:{:02}:{:02} ", now.hour, now.minute, now.second).into_bytes();
             line.extend_from_slice(category);
             line.extend_from_slice(b": ");
             line.extend_from_slice(message);

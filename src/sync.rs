@@ -125,15 +125,7 @@ pub(crate) struct Cron {
 impl Cron {
     /// The next instant any rule fires, from the wall-clock local time now.
     pub(crate) fn schedule(&mut self, now: Instant) {
-        let t = crate::sys::local_time_now();
-        let civil = crate::crontab::CivilTime {
-            year: t.year,
-            month: (t.mon + 1) as u32,
-            day: t.mday as u32,
-            hour: t.hour as u32,
-            minute: t.min as u32,
-            second: t.sec.clamp(0, 60) as u32,
-        };
+        let civil = crate::sys::local_time_now();
         self.next = self
             .rules
             .iter()

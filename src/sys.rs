@@ -18,6 +18,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::ptr;
 
+use crate::crontab::CivilTime;
+
 /// Exit status of a child whose `execvp` failed (SPEC §6.1; the rsync exit-code table maps it
 /// to `again`).
 pub(crate) const EXEC_FAILED_STATUS: libc::c_int = crate::exit::FATAL_STATUS;
@@ -303,8 +305,6 @@ impl ExecPlan {
     }
 }
 
-/// A process-wide lock for tests that touch process-wide state: children reaped with
-/// `waitpid(-1)` (one test would steal another's), signal dispositions, raised signals.
 /// A fresh Lua state with every standard library, `debug` included (SPEC §0.1: configs use
 /// `debug`, `io`, `os`, `package`).
 pub(crate) fn new_lua() -> mlua::Lua {
@@ -315,42 +315,8 @@ pub(crate) fn new_lua() -> mlua::Lua {
     unsafe { mlua::Lua::unsafe_new_with(mlua::StdLib::ALL, mlua::LuaOptions::default()) }
 }
 
-/// Broken-down local time, for log lines and the status file.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LocalTime {
-    pub(crate) year: i32,
-    /// 0-11
-    pub(crate) mon: i32,
-    pub(crate) mday: i32,
-    /// 0 = Sunday
-    pub(crate) wday: i32,
-    pub(crate) hour: i32,
-    pub(crate) min: i32,
-    pub(crate) sec: i32,
-}
-
-impl LocalTime {
-    /// ctime(3) layout without the newline: `Wed Nov 25 19:52:57 2026`.
-    pub(crate) fn ctime(&self) -> String {
-        const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        format!(
-            "{} {} {:>2} {:02}:{:02}:{:02} {}",
-            DAYS[self.wday.rem_euclid(7) as usize],
-            MONTHS[self.mon.rem_euclid(12) as usize],
-            self.mday,
-            self.hour,
-            self.min,
-            self.sec,
-            self.year
-        )
-    }
-}
-
 /// The current local time (localtime_r(3), honouring TZ).
-pub(crate) fn local_time_now() -> LocalTime {
+pub(crate) fn local_time_now() -> CivilTime {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as libc::time_t)
@@ -359,7 +325,7 @@ pub(crate) fn local_time_now() -> LocalTime {
 }
 
 /// localtime_r(3) of a Unix time.
-pub(crate) fn local_time(t: libc::time_t) -> LocalTime {
+pub(crate) fn local_time(t: libc::time_t) -> CivilTime {
     // SAFETY: an all-zero `tm` is a valid value of this plain C struct (integers and a null
     // `tm_zone` pointer).
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -367,24 +333,24 @@ pub(crate) fn local_time(t: libc::time_t) -> LocalTime {
     // and writes only into `tm`.
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if !ok {
-        return LocalTime {
+        return CivilTime {
             year: 1970,
-            mon: 0,
-            mday: 1,
-            wday: 4,
+            month: 1,
+            day: 1,
             hour: 0,
-            min: 0,
-            sec: 0,
+            minute: 0,
+            second: 0,
         };
     }
-    LocalTime {
+    // Fields of a successful localtime_r are in range, the second in 0..=60.
+    let field = |v: libc::c_int| u32::try_from(v).unwrap_or(0);
+    CivilTime {
         year: tm.tm_year + 1900,
-        mon: tm.tm_mon,
-        mday: tm.tm_mday,
-        wday: tm.tm_wday,
-        hour: tm.tm_hour,
-        min: tm.tm_min,
-        sec: tm.tm_sec,
+        month: field(tm.tm_mon + 1),
+        day: field(tm.tm_mday),
+        hour: field(tm.tm_hour),
+        minute: field(tm.tm_min),
+        second: field(tm.tm_sec.min(60)),
     }
 }
 
@@ -585,6 +551,8 @@ pub(crate) fn fs_type_and_id(fd: BorrowedFd<'_>) -> io::Result<(i64, [i32; 2])> 
     Ok((st.f_type as i64, fsid))
 }
 
+/// A process-wide lock for tests that touch process-wide state: children reaped with
+/// `waitpid(-1)` (one test would steal another's), signal dispositions, raised signals.
 #[cfg(test)]
 pub(crate) fn test_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
