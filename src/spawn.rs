@@ -323,23 +323,57 @@ mod tests {
         }
     }
 
-    /// Drives the poll loop until no pipe is pending; returns every feed result.
-    fn drive(spawner: &mut Spawner, poll: &mut Poll) -> Vec<PipeProgress> {
-        let start = Instant::now();
-        let mut events = Events::with_capacity(16);
-        let mut progress = Vec::new();
-        while spawner.pending_pipes() > 0 {
-            assert!(start.elapsed() < DEADLINE, "pipes still pending");
-            match poll.poll(&mut events, Some(Duration::from_millis(100))) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => other.expect("poll"),
-            }
-            for event in events.iter() {
-                assert!(Spawner::is_spawn_token(event.token()));
-                progress.push(spawner.feed(poll.registry(), event.token()));
+    /// What a spawning test holds: the process-wide lock, a scratch directory, a poll and a
+    /// spawner.
+    struct Rig {
+        _guard: std::sync::MutexGuard<'static, ()>,
+        dir: tempfile::TempDir,
+        poll: Poll,
+        spawner: Spawner,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            Rig {
+                _guard: test_lock(),
+                dir: tempfile::tempdir().expect("tempdir"),
+                poll: Poll::new().expect("poll"),
+                spawner: Spawner::new(),
             }
         }
-        progress
+
+        /// Starts `request`; it must start.
+        fn spawn(&mut self, request: SpawnRequest) -> (libc::pid_t, PipeState) {
+            self.spawner
+                .spawn(self.poll.registry(), request)
+                .expect("spawn")
+        }
+
+        /// Drives the poll loop until no pipe is pending; returns every feed result.
+        fn drive(&mut self) -> Vec<PipeProgress> {
+            let start = Instant::now();
+            let mut events = Events::with_capacity(16);
+            let mut progress = Vec::new();
+            while self.spawner.pending_pipes() > 0 {
+                assert!(start.elapsed() < DEADLINE, "pipes still pending");
+                match self
+                    .poll
+                    .poll(&mut events, Some(Duration::from_millis(100)))
+                {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => other.expect("poll"),
+                }
+                for event in events.iter() {
+                    assert!(Spawner::is_spawn_token(event.token()));
+                    progress.push(self.spawner.feed(self.poll.registry(), event.token()));
+                }
+            }
+            progress
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.path().join(name)
+        }
     }
 
     /// Bytes 0..=250 cycling (NUL and invalid UTF-8 included, period prime to the pipe size).
@@ -349,11 +383,8 @@ mod tests {
 
     #[test]
     fn exit_codes_are_reaped() {
-        let _guard = test_lock();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out");
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let mut rig = Rig::new();
+        let out = rig.path("out");
         let cases: &[(&[&[u8]], i32)] = &[
             (&[b"/bin/echo", b"absolute"], 0),
             (&[b"echo", b"path lookup", b"caf\xe9"], 0),
@@ -363,7 +394,7 @@ mod tests {
         for (argv, expected) in cases {
             let mut request = req(argv);
             request.output = Some(append_fd(&out));
-            let (pid, state) = spawner.spawn(poll.registry(), request).expect("spawn");
+            let (pid, state) = rig.spawn(request);
             assert_eq!(state, PipeState::None);
             assert_eq!(wait_exit(pid), *expected, "{argv:?}");
         }
@@ -375,25 +406,18 @@ mod tests {
 
     #[test]
     fn killed_child_reports_128_plus_signal() {
-        let _guard = test_lock();
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
-        let (pid, _) = spawner
-            .spawn(poll.registry(), req(&[b"sleep", b"30"]))
-            .expect("spawn");
+        let mut rig = Rig::new();
+        let (pid, _) = rig.spawn(req(&[b"sleep", b"30"]));
         sys::kill(pid, libc::SIGKILL).expect("kill");
         assert_eq!(wait_exit(pid), 137);
     }
 
     #[test]
     fn large_binary_stdin_is_delivered_exactly() {
-        let _guard = test_lock();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut target = dir.path().as_os_str().as_bytes().to_vec();
+        let mut rig = Rig::new();
+        let mut target = rig.dir.path().as_os_str().as_bytes().to_vec();
         target.extend_from_slice(b"/out caf\xe9 \xff\xfe");
         let text = binary_text(3 * 1024 * 1024 / 2);
-        let mut poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
         let request = SpawnRequest {
             argv: vec![
                 b"sh".to_vec(),
@@ -405,14 +429,14 @@ mod tests {
             stdin: Some(text.clone()),
             output: None,
         };
-        let (pid, state) = spawner.spawn(poll.registry(), request).expect("spawn");
+        let (pid, state) = rig.spawn(request);
         let PipeState::Pending(token) = state else {
             panic!("1.5 MiB cannot fit a pipe buffer: {state:?}");
         };
         assert!(Spawner::is_spawn_token(token));
-        assert_eq!(spawner.pipe_pid(token), Some(pid));
-        assert_eq!(spawner.pending_pipes(), 1);
-        let progress = drive(&mut spawner, &mut poll);
+        assert_eq!(rig.spawner.pipe_pid(token), Some(pid));
+        assert_eq!(rig.spawner.pending_pipes(), 1);
+        let progress = rig.drive();
         assert_eq!(progress.last(), Some(&PipeProgress::Finished));
         assert!(progress[..progress.len() - 1]
             .iter()
@@ -425,73 +449,64 @@ mod tests {
 
     #[test]
     fn small_stdin_is_written_in_one_sweep() {
-        let _guard = test_lock();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("out");
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let mut rig = Rig::new();
+        let out = rig.path("out");
         let request = SpawnRequest {
             argv: vec![b"cat".to_vec()],
             stdin: Some(b"/a\0/b\xe9\0".to_vec()),
             output: Some(append_fd(&out)),
         };
-        let (pid, state) = spawner.spawn(poll.registry(), request).expect("spawn");
+        let (pid, state) = rig.spawn(request);
         assert_eq!(state, PipeState::OneSweep);
-        assert_eq!(spawner.pending_pipes(), 0);
+        assert_eq!(rig.spawner.pending_pipes(), 0);
         assert_eq!(wait_exit(pid), 0);
         assert_eq!(std::fs::read(&out).expect("read"), b"/a\0/b\xe9\0");
     }
 
     #[test]
     fn empty_stdin_means_no_pipe() {
-        let _guard = test_lock();
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let mut rig = Rig::new();
         let mut request = req(&[b"true"]);
         request.stdin = Some(Vec::new());
-        let (pid, state) = spawner.spawn(poll.registry(), request).expect("spawn");
+        let (pid, state) = rig.spawn(request);
         assert_eq!(state, PipeState::None);
         assert_eq!(wait_exit(pid), 0);
     }
 
     #[test]
     fn child_ignoring_stdin_breaks_the_pipe_without_killing_us() {
-        let _guard = test_lock();
+        let mut rig = Rig::new();
         sys::ignore_sigpipe().expect("ignore SIGPIPE");
-        let mut poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
         let mut request = req(&[b"true"]);
         request.stdin = Some(binary_text(4 * 1024 * 1024));
-        let (pid, state) = spawner.spawn(poll.registry(), request).expect("spawn");
+        let (pid, state) = rig.spawn(request);
         let progress = match state {
-            PipeState::Pending(_) => drive(&mut spawner, &mut poll),
+            PipeState::Pending(_) => rig.drive(),
             // The child can exit before our first write.
             PipeState::Broken => vec![PipeProgress::Broken],
             other => panic!("unexpected {other:?}"),
         };
         assert_eq!(progress.last(), Some(&PipeProgress::Broken));
-        assert_eq!(spawner.pending_pipes(), 0);
+        assert_eq!(rig.spawner.pending_pipes(), 0);
         assert_eq!(wait_exit(pid), 0);
         // A late event for the closed pipe is harmless.
         if let PipeState::Pending(token) = state {
-            assert_eq!(spawner.feed(poll.registry(), token), PipeProgress::Unknown);
+            let late = rig.spawner.feed(rig.poll.registry(), token);
+            assert_eq!(late, PipeProgress::Unknown);
         }
     }
 
     #[test]
     fn missing_binary_exits_fatal_status_with_message() {
-        let _guard = test_lock();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let mut rig = Rig::new();
         for binary in [
             b"/nonexistent/lsyncd-test-\xe9".as_slice(),
             b"lsyncd-no-such-binary-in-path",
         ] {
-            let out = dir.path().join("out");
+            let out = rig.path("out");
             let mut request = req(&[binary, b"arg"]);
             request.output = Some(append_fd(&out));
-            let (pid, _) = spawner.spawn(poll.registry(), request).expect("spawn");
+            let (pid, _) = rig.spawn(request);
             assert_eq!(wait_exit(pid), crate::exit::FATAL_STATUS);
             let mut expected = b"Error: Failed executing [ ".to_vec();
             expected.extend_from_slice(binary);
@@ -515,18 +530,15 @@ mod tests {
 
     #[test]
     fn child_has_empty_mask_and_default_sigpipe() {
-        let _guard = test_lock();
+        let mut rig = Rig::new();
         sys::ignore_sigpipe().expect("ignore SIGPIPE");
         let before = std::fs::read("/proc/thread-self/status").expect("own status");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = dir.path().join("masks");
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let out = rig.path("masks");
         // grep itself, not `sh -c`: dash clears its signal mask at startup and would hide a
         // mask leaked by us.
         let mut request = req(&[b"grep", b"-E", b"SigBlk|SigIgn", b"/proc/self/status"]);
         request.output = Some(append_fd(&out));
-        let (pid, _) = spawner.spawn(poll.registry(), request).expect("spawn");
+        let (pid, _) = rig.spawn(request);
         assert_eq!(wait_exit(pid), 0);
         let (blocked, ignored) = proc_masks(&std::fs::read(&out).expect("read"));
         assert_eq!(blocked, 0, "child signal mask");
@@ -540,9 +552,7 @@ mod tests {
 
     #[test]
     fn interior_nul_in_argv_is_an_error_and_starts_nothing() {
-        let _guard = test_lock();
-        let poll = Poll::new().expect("poll");
-        let mut spawner = Spawner::new();
+        let mut rig = Rig::new();
         for argv in [
             &[b"echo".as_slice(), b"a\0b"][..],
             &[b"ec\0ho".as_slice()][..],
@@ -550,12 +560,13 @@ mod tests {
         ] {
             let mut request = req(argv);
             request.stdin = Some(b"text".to_vec());
-            let err = spawner
-                .spawn(poll.registry(), request)
+            let err = rig
+                .spawner
+                .spawn(rig.poll.registry(), request)
                 .expect_err("must fail");
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
         }
-        assert_eq!(spawner.pending_pipes(), 0);
+        assert_eq!(rig.spawner.pending_pipes(), 0);
         let mut out = Vec::new();
         reap(&mut out);
         assert!(out.is_empty(), "a child was started: {out:?}");

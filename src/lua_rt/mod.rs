@@ -728,38 +728,41 @@ fn config_pattern_files(
     config: &Table,
     excludes: &mut crate::exclude::Excludes,
 ) -> mlua::Result<()> {
-    if let Some(f) = config.get::<Option<mlua::String>>("filterFrom")? {
-        let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
+    if let Some(text) = read_pattern_file(lua, config, "filterFrom", "filter")? {
         excludes.enable_filters();
-        match std::fs::read(&path) {
-            Ok(text) => excludes
-                .load_filter_file(&text)
-                .map_err(|e| bad_filter(lua, &e))?,
-            Err(e) => {
-                log::error(format!(
-                    "Cannot open filter file \"{0}\": {0}: {1}",
-                    path.to_string_lossy(),
-                    strerror(&e)
-                ));
-                return Err(exit_error(lua, ExitCode::Fatal));
-            }
-        }
+        excludes
+            .load_filter_file(&text)
+            .map_err(|e| bad_filter(lua, &e))?;
     }
-    if let Some(f) = config.get::<Option<mlua::String>>("excludeFrom")? {
-        let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
-        match std::fs::read(&path) {
-            Ok(text) => excludes.load_exclude_file(&text),
-            Err(e) => {
-                log::error(format!(
-                    "Cannot open exclude file \"{0}\": {0}: {1}",
-                    path.to_string_lossy(),
-                    strerror(&e)
-                ));
-                return Err(exit_error(lua, ExitCode::Fatal));
-            }
-        }
+    if let Some(text) = read_pattern_file(lua, config, "excludeFrom", "exclude")? {
+        excludes.load_exclude_file(&text);
     }
     Ok(())
+}
+
+/// The contents of the file the config's `key` names, if it names one; one that cannot be read
+/// is logged as "Cannot open `kind` file" and ends the daemon.
+fn read_pattern_file(
+    lua: &Lua,
+    config: &Table,
+    key: &str,
+    kind: &str,
+) -> mlua::Result<Option<Vec<u8>>> {
+    let Some(f) = config.get::<Option<mlua::String>>(key)? else {
+        return Ok(None);
+    };
+    let path = OsStr::from_bytes(&f.as_bytes()).to_os_string();
+    match std::fs::read(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) => {
+            log::error(format!(
+                "Cannot open {kind} file \"{0}\": {0}: {1}",
+                path.to_string_lossy(),
+                strerror(&e)
+            ));
+            Err(exit_error(lua, ExitCode::Fatal))
+        }
+    }
 }
 
 /// `crontab` rules (SPEC §14.3): an invalid rule is fatal.

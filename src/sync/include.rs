@@ -107,47 +107,51 @@ mod tests {
     }
 
     #[test]
-    fn include_list_matches_the_verified_upstream_example() {
+    fn include_list_cases() {
         use DelayKind::*;
-        let got = list_of(&[
-            (Create, "/a/new.txt", None),
-            (Modify, "/a/new.txt", None),
-            (Create, "/newdir/", None),
-            (Create, "/newdir/z", None),
-            (Delete, "/top", None),
-            (Create, "/top2", None),
-            (Delete, "/a/b/f", None),
-        ]);
-        let want = [
-            "/a/new.txt",
-            "/a/",
-            "/",
-            "/newdir/",
-            "/newdir/z",
-            "/top",
-            "/top2",
-            "/a/b/f",
-            "/a/b/",
+        type Events<'a> = &'a [(DelayKind, &'a str, Option<&'a str>)];
+        let cases: [(&str, Events, &[&str]); 3] = [
+            (
+                "the verified upstream example",
+                &[
+                    (Create, "/a/new.txt", None),
+                    (Modify, "/a/new.txt", None),
+                    (Create, "/newdir/", None),
+                    (Create, "/newdir/z", None),
+                    (Delete, "/top", None),
+                    (Create, "/top2", None),
+                    (Delete, "/a/b/f", None),
+                ],
+                &[
+                    "/a/new.txt",
+                    "/a/",
+                    "/",
+                    "/newdir/",
+                    "/newdir/z",
+                    "/top",
+                    "/top2",
+                    "/a/b/f",
+                    "/a/b/",
+                ],
+            ),
+            (
+                "only wildcard patterns are escaped, dir deletes expand",
+                &[
+                    (Create, "/w*x?[y]", None),
+                    (Create, "/p]q", None),
+                    (Delete, "/d/", None),
+                ],
+                &["/w\\*x\\?\\[y\\]", "/", "/p]q", "/d/***", "/d/"],
+            ),
+            (
+                "both paths of a move",
+                &[(Move, "/a/x", Some("/b/y"))],
+                &["/a/x", "/a/", "/", "/b/y", "/b/"],
+            ),
         ];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn include_list_escapes_only_wildcard_patterns_and_expands_dir_deletes() {
-        use DelayKind::*;
-        let got = list_of(&[
-            (Create, "/w*x?[y]", None),
-            (Create, "/p]q", None),
-            (Delete, "/d/", None),
-        ]);
-        assert_eq!(got, ["/w\\*x\\?\\[y\\]", "/", "/p]q", "/d/***", "/d/"]);
-    }
-
-    #[test]
-    fn include_list_lists_both_paths_of_a_move() {
-        use DelayKind::*;
-        let got = list_of(&[(Move, "/a/x", Some("/b/y"))]);
-        assert_eq!(got, ["/a/x", "/a/", "/", "/b/y", "/b/"]);
+        for (what, events, want) in cases {
+            assert_eq!(list_of(events), want, "{what}");
+        }
     }
 
     #[test]
