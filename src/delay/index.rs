@@ -15,21 +15,26 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::rc::Rc;
 
 use super::queue::{NodeRef, Pos};
+use super::slab::Slab;
 
-/// The role a path plays for a delay; one position list per role in a path node.
+/// The role a path plays for a delay; one position list per role in a path node. A role's
+/// place in this declaration is its index: in [`Role::ALL`], in `Extra::many` and as the two
+/// low bits of a [`Packed`].
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
 pub(super) enum Role {
     /// `path` of a `Delete`.
-    Delete = 0,
+    Delete,
     /// `path` of an `Attrib`, `Modify` or `Create`.
-    Other = 1,
+    Other,
     /// `path` of a Move.
-    MoveFrom = 2,
+    MoveFrom,
     /// `path2` of a Move.
-    MoveTo = 3,
+    MoveTo,
 }
 
-pub(super) const ROLES: [Role; 4] = [Role::Delete, Role::Other, Role::MoveFrom, Role::MoveTo];
+impl Role {
+    pub(super) const ALL: [Role; 4] = [Role::Delete, Role::Other, Role::MoveFrom, Role::MoveTo];
+}
 
 /// A position with its role in one word: `pos << 2 | role`.
 #[derive(Copy, Clone, Eq, PartialEq, Debug)]
@@ -46,7 +51,7 @@ impl Packed {
     }
 
     fn role(self) -> Role {
-        ROLES[(self.0.get() & 3) as usize]
+        Role::ALL[(self.0.get() & 3) as usize]
     }
 }
 
@@ -130,7 +135,7 @@ impl Node {
             list.shrink_to_fit();
         }
         if lists.iter().map(Vec::len).sum::<usize>() <= 2 {
-            let mut rest: Vec<Packed> = ROLES
+            let mut rest: Vec<Packed> = Role::ALL
                 .iter()
                 .flat_map(|&r| lists[r as usize].iter().map(move |&p| Packed::new(p, r)))
                 .collect();
@@ -206,7 +211,7 @@ impl Node {
     #[cfg(test)]
     fn own_list(&self) -> Vec<(Pos, u8)> {
         let mut v: Vec<(Pos, u8)> = match self.many() {
-            Some(lists) => ROLES
+            Some(lists) => Role::ALL
                 .iter()
                 .flat_map(|&r| lists[r as usize].iter().map(move |&p| (p, r as u8)))
                 .collect(),
@@ -239,8 +244,7 @@ type NodeSummary = (Vec<(Pos, u8)>, Vec<(Pos, u32)>);
 /// shared pointer), found by path through a table of slot numbers.
 #[derive(Default, Debug)]
 pub(super) struct PathTree {
-    nodes: Vec<Option<Node>>,
-    free: Vec<u32>,
+    nodes: Slab<Node>,
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
 }
@@ -254,14 +258,14 @@ impl PathTree {
     }
 
     fn slot(&self, i: u32) -> &Node {
-        self.nodes[i as usize]
-            .as_ref()
+        self.nodes
+            .get(i)
             .expect("invariant: indexed node slot is filled")
     }
 
     fn slot_mut(&mut self, i: u32) -> &mut Node {
-        self.nodes[i as usize]
-            .as_mut()
+        self.nodes
+            .get_mut(i)
             .expect("invariant: indexed node slot is filled")
     }
 
@@ -288,47 +292,27 @@ impl PathTree {
             own: [None, None],
             extra: None,
         };
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = Some(node);
-                i
-            }
-            None => {
-                let i = u32::try_from(self.nodes.len())
-                    .ok()
-                    .filter(|&i| i < u32::MAX - 1)
-                    .expect("invariant: fewer than 2^32 - 2 paths per list");
-                self.nodes.push(Some(node));
-                i
-            }
-        };
+        let i = self.nodes.put(node);
         let Self {
             nodes,
             index,
             hasher,
-            ..
         } = self;
         let hash = hasher.hash_one(path);
         index.insert_unique(hash, i, |&j| {
-            let node = nodes[j as usize].as_ref();
+            let node = nodes.get(j);
             hasher.hash_one(node.map_or(&[][..], |n| &n.path[..]))
         });
         i
     }
 
     fn release(&mut self, i: u32) {
-        let Some(node) = self.nodes[i as usize].take() else {
+        let Some(node) = self.nodes.take(i) else {
             return;
         };
         let hash = self.hasher.hash_one(&node.path[..]);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
-        }
-        if self.index.is_empty() {
-            self.nodes = Vec::new();
-            self.free = Vec::new();
-        } else {
-            self.free.push(i);
         }
     }
 
@@ -384,14 +368,9 @@ impl PathTree {
     /// Every node as path → (own positions with roles, children multiset) (tests only).
     #[cfg(test)]
     pub(super) fn summary(&self) -> BTreeMap<Vec<u8>, NodeSummary> {
-        assert_eq!(
-            self.index.len(),
-            self.nodes.iter().flatten().count(),
-            "node index"
-        );
+        assert_eq!(self.index.len(), self.nodes.iter().count(), "node index");
         self.nodes
             .iter()
-            .flatten()
             .map(|n| {
                 let mut children: BTreeMap<Pos, u32> = BTreeMap::new();
                 for &k in n.extra.iter().flat_map(|e| e.children.iter()) {

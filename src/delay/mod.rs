@@ -9,7 +9,8 @@
 //! (§3.6). Those belong to `sync.rs`, which drives this module and logs what [`Pushed`] reports.
 //!
 //! The path tree is in `index.rs`; the stored records, the queue order and the wait index in
-//! `queue.rs`; how a delay enters and leaves them in `store.rs`.
+//! `queue.rs`; the slab both keep their entries in in `slab.rs`; how a delay enters and leaves
+//! them in `store.rs`.
 //!
 //! # Why it is indexed (SPEC §15 item 2)
 //!
@@ -53,10 +54,11 @@
 
 mod index;
 mod queue;
+mod slab;
 mod store;
 
 use hashbrown::{HashMap, HashSet};
-use index::{parent_of, Node, PathTree, Role, ROLES};
+use index::{parent_of, Node, PathTree, Role};
 use queue::{Held, NodeRef, Pos, Queue, Rec, Stamp};
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -730,7 +732,7 @@ impl DelayList {
             } else {
                 // Same file: whether a role answers depends on the kinds; the newest of each
                 // role stands for the role.
-                for role in ROLES {
+                for role in Role::ALL {
                     if let Some(x) = node.newest_of(role) {
                         consider(x);
                     }
@@ -761,6 +763,13 @@ mod tests {
         assert_eq!(size_of::<Option<Rec>>(), 32);
         assert_eq!(size_of::<Option<index::Node>>(), 40);
         assert_eq!(size_of::<Option<NodeRef>>(), 4);
+    }
+
+    #[test]
+    fn roles_are_indexed_by_their_place() {
+        for (i, role) in Role::ALL.into_iter().enumerate() {
+            assert_eq!(role as usize, i);
+        }
     }
 
     #[test]
@@ -990,185 +999,217 @@ mod tests {
         }
     }
 
-    #[test]
-    fn written_file_yields_separate_create_and_modify() {
-        let mut q = Q::new();
-        assert!(matches!(q.push(Create, "/a/new.txt"), Pushed::Appended(_)));
-        assert!(matches!(q.push(Modify, "/a/new.txt"), Pushed::Appended(_)));
-        assert_eq!(
-            q.describe(),
-            ["Create /a/new.txt wait", "Modify /a/new.txt wait"]
-        );
+    /// A step of a queue scenario. Delays are written as [`Q::describe`] shows them, without
+    /// the status (`KIND PATH[->PATH2]`); queue entries are named by their index.
+    #[derive(Debug)]
+    enum Step {
+        /// Pushes a delay, whatever comes of it.
+        Push(&'static str),
+        /// Pushes a delay and expects what comes of it.
+        PushGets(&'static str, Want),
+        /// Appends a delay without combining ([`DelayList::push_unblocked`]).
+        Unblocked(&'static str),
+        /// Makes the delay at the index active.
+        Active(usize),
+        /// Removes the delay at the index.
+        Remove(usize),
+        /// The queue, as [`Q::describe`] shows it.
+        Is(&'static [&'static str]),
+        /// The number of `wait` delays.
+        Waits(usize),
     }
 
-    #[test]
-    fn new_dir_then_file_inside_stack_on_the_dir() {
-        let mut q = Q::new();
-        q.push(Create, "/newdir/");
-        let dir = q.id(0);
-        assert!(matches!(q.push(Create, "/newdir/z"), Pushed::Stacked { on, .. } if on == dir));
-        assert!(matches!(q.push(Modify, "/newdir/z"), Pushed::Stacked { on, .. } if on == dir));
-        assert_eq!(
-            q.describe(),
-            [
-                "Create /newdir/ wait",
-                "Create /newdir/z block <0",
-                "Modify /newdir/z block <0"
-            ]
-        );
+    /// What a [`Step::PushGets`] expects, queue indexes as before the push.
+    #[derive(Debug)]
+    enum Want {
+        Appended,
+        StackedOn(usize),
+        /// Takes the place (and queue position) of the delay at the index.
+        Replaced(usize),
+        Split,
+        /// The Move at the index turns into a Delete, in its place, which the new delay waits
+        /// for.
+        ToDeleteOf(usize),
     }
 
-    #[test]
-    fn split_move_yields_independent_delete_and_create() {
-        let mut q = Q::new();
-        q.push(Delete, "/top");
-        q.push(Create, "/top2");
-        assert_eq!(q.describe(), ["Delete /top wait", "Create /top2 wait"]);
+    use Step::*;
+    use Want::*;
+
+    impl Q {
+        /// `KIND PATH[->PATH2]` as its parts.
+        fn parse(delay: &str) -> (DelayKind, &str, Option<&str>) {
+            let (kind, paths) = delay.split_once(' ').expect("KIND PATH");
+            let kind = DelayKind::from_lua_str(kind.as_bytes()).expect("a kind");
+            match paths.split_once("->") {
+                Some((path, path2)) => (kind, path, Some(path2)),
+                None => (kind, paths, None),
+            }
+        }
+
+        /// Pushes `KIND PATH[->PATH2]`.
+        fn push_str(&mut self, delay: &str) -> Pushed {
+            let (kind, path, path2) = Q::parse(delay);
+            self.list.push(kind, b(path), path2.map(b), None)
+        }
+
+        fn step(&mut self, step: &Step) {
+            match *step {
+                Push(delay) => {
+                    self.push_str(delay);
+                }
+                PushGets(delay, ref want) => self.push_gets(delay, want),
+                Unblocked(delay) => {
+                    let (kind, path, _) = Q::parse(delay);
+                    self.list.push_unblocked(kind, b(path), None);
+                }
+                Active(i) => assert!(self.list.set_active(self.id(i))),
+                Remove(i) => assert!(self.list.remove(self.id(i)).is_some()),
+                Is(expected) => assert_eq!(self.describe(), expected),
+                Waits(n) => assert_eq!(self.list.wait_count(), n),
+            }
+            self.list.check_invariants();
+        }
+
+        fn push_gets(&mut self, delay: &str, want: &Want) {
+            let before: Vec<(DelayId, Option<QueuePos>)> = self
+                .list
+                .iter()
+                .map(|(id, _)| (id, self.list.pos_of(id)))
+                .collect();
+            let got = self.push_str(delay);
+            match (want, got) {
+                (Appended, Pushed::Appended(_)) | (Split, Pushed::Split) => {}
+                (&StackedOn(i), Pushed::Stacked { on, .. }) => assert_eq!(on, before[i].0),
+                (&Replaced(i), Pushed::Replaced { id, old }) => {
+                    assert_eq!(old, before[i].0);
+                    assert!(!self.list.contains(old));
+                    assert_eq!(self.id(i), id, "in the old delay's place");
+                    assert_eq!(self.list.pos_of(id), before[i].1, "at its queue position");
+                }
+                (
+                    &ToDeleteOf(i),
+                    Pushed::ToDeleteStacked {
+                        id,
+                        delete,
+                        on_move,
+                    },
+                ) => {
+                    assert_eq!(on_move, before[i].0);
+                    assert!(!self.list.contains(on_move));
+                    assert_eq!(self.id(i), delete, "in the Move's place");
+                    assert_eq!(self.list.blocked_by(id), Some(delete));
+                }
+                _ => panic!("{delay}: expected {want:?}, got {got:?}"),
+            }
+        }
     }
 
-    #[test]
-    fn moved_in_tree_stacks_on_nearest_pending_dir() {
-        let mut q = Q::new();
-        q.push(Create, "/od/");
-        q.push(Create, "/od/sub/");
-        q.push(Create, "/od/sub/f");
-        assert_eq!(
-            q.describe(),
-            [
-                "Create /od/ wait",
-                "Create /od/sub/ block <0",
-                "Create /od/sub/f block <1"
-            ]
-        );
-    }
-
-    #[test]
-    fn dir_moved_out_is_a_delete() {
-        let mut q = Q::new();
-        q.push(Delete, "/d/");
-        assert_eq!(q.describe(), ["Delete /d/ wait"]);
-    }
-
-    #[test]
-    fn write_to_move_destination_waits_for_the_move() {
-        let mut q = Q::new();
-        assert!(matches!(q.mv("/a", "/b"), Pushed::Appended(_)));
-        let mv = q.id(0);
-        assert!(matches!(q.push(Modify, "/b"), Pushed::Stacked { on, .. } if on == mv));
-        assert_eq!(q.describe(), ["Move /a->/b wait", "Modify /b block <0"]);
-    }
-
-    #[test]
-    fn removing_move_destination_turns_move_into_delete() {
-        let mut q = Q::new();
-        q.mv("/c", "/d");
-        let mv = q.id(0);
-        let r = q.push(Delete, "/d");
-        let Pushed::ToDeleteStacked {
-            id,
-            delete,
-            on_move,
-        } = r
-        else {
-            panic!("{r:?}")
+    /// One test per case `name: [STEP, ...];`: its [`Step`]s (pushes, removals and status
+    /// changes, with the queue they leave) run on a fresh list, the invariants checked after
+    /// each.
+    macro_rules! scenarios {
+        ($($name:ident: [$($step:expr),* $(,)?];)*) => {
+            $(
+                #[test]
+                fn $name() {
+                    let mut q = Q::new();
+                    for step in [$($step),*] {
+                        q.step(&step);
+                    }
+                }
+            )*
         };
-        assert_eq!(on_move, mv);
-        assert!(!q.list.contains(mv));
-        assert_eq!(q.list.blocked_by(id), Some(delete));
-        assert_eq!(q.describe(), ["Delete /c wait", "Delete /d block <0"]);
     }
 
-    #[test]
-    fn move_touching_pending_file_is_split() {
-        let mut q = Q::new();
-        q.push(Modify, "/a");
-        assert_eq!(q.mv("/a", "/b"), Pushed::Split);
-        assert_eq!(q.describe(), ["Modify /a wait"]);
-    }
-
-    #[test]
-    fn delete_then_create_of_file_takes_the_same_slot() {
-        let mut q = Q::new();
-        q.push(Modify, "/x");
-        q.push(Delete, "/f");
-        q.push(Modify, "/y");
-        let del = q.id(1);
-        let r = q.push(Create, "/f");
-        assert!(matches!(r, Pushed::Replaced { old, .. } if old == del));
-        assert_eq!(
-            q.describe(),
-            ["Modify /x wait", "Create /f wait", "Modify /y wait"]
-        );
-    }
-
-    #[test]
-    fn replace_of_active_delete_stacks_instead() {
-        let mut q = Q::new();
-        q.push(Delete, "/f");
-        let del = q.id(0);
-        q.list.set_active(del);
-        assert!(matches!(q.push(Create, "/f"), Pushed::Stacked { on, .. } if on == del));
-        assert_eq!(q.describe(), ["Delete /f active", "Create /f block <0"]);
-    }
-
-    #[test]
-    fn to_delete_of_active_move_stacks_instead() {
-        let mut q = Q::new();
-        q.mv("/c", "/d");
-        let mv = q.id(0);
-        q.list.set_active(mv);
-        assert!(matches!(q.push(Delete, "/d"), Pushed::Stacked { on, .. } if on == mv));
-        assert_eq!(q.describe(), ["Move /c->/d active", "Delete /d block <0"]);
-    }
-
-    #[test]
-    fn replace_hands_blocked_delays_to_the_replacement() {
+    scenarios! {
+        written_file_yields_separate_create_and_modify: [
+            PushGets("Create /a/new.txt", Appended), PushGets("Modify /a/new.txt", Appended),
+            Is(&["Create /a/new.txt wait", "Modify /a/new.txt wait"]),
+        ];
+        new_dir_then_file_inside_stack_on_the_dir: [
+            Push("Create /newdir/"),
+            PushGets("Create /newdir/z", StackedOn(0)), PushGets("Modify /newdir/z", StackedOn(0)),
+            Is(&["Create /newdir/ wait", "Create /newdir/z block <0", "Modify /newdir/z block <0"]),
+        ];
+        split_move_yields_independent_delete_and_create: [
+            Push("Delete /top"), Push("Create /top2"),
+            Is(&["Delete /top wait", "Create /top2 wait"]),
+        ];
+        moved_in_tree_stacks_on_nearest_pending_dir: [
+            Push("Create /od/"), Push("Create /od/sub/"), Push("Create /od/sub/f"),
+            Is(&["Create /od/ wait", "Create /od/sub/ block <0", "Create /od/sub/f block <1"]),
+        ];
+        dir_moved_out_is_a_delete: [Push("Delete /d/"), Is(&["Delete /d/ wait"])];
+        write_to_move_destination_waits_for_the_move: [
+            PushGets("Move /a->/b", Appended), PushGets("Modify /b", StackedOn(0)),
+            Is(&["Move /a->/b wait", "Modify /b block <0"]),
+        ];
+        removing_move_destination_turns_move_into_delete: [
+            Push("Move /c->/d"), PushGets("Delete /d", ToDeleteOf(0)),
+            Is(&["Delete /c wait", "Delete /d block <0"]),
+        ];
+        move_touching_pending_file_is_split: [
+            Push("Modify /a"), PushGets("Move /a->/b", Split), Is(&["Modify /a wait"]),
+        ];
+        delete_then_create_of_file_takes_the_same_slot: [
+            Push("Modify /x"), Push("Delete /f"), Push("Modify /y"),
+            PushGets("Create /f", Replaced(1)),
+            Is(&["Modify /x wait", "Create /f wait", "Modify /y wait"]),
+        ];
+        replacement_keeps_the_queue_position: [
+            Push("Delete /f"), Push("Modify /g"), PushGets("Create /f", Replaced(0)),
+            Is(&["Create /f wait", "Modify /g wait"]),
+        ];
+        replace_of_active_delete_stacks_instead: [
+            Push("Delete /f"), Active(0), PushGets("Create /f", StackedOn(0)),
+            Is(&["Delete /f active", "Create /f block <0"]),
+        ];
+        to_delete_of_active_move_stacks_instead: [
+            Push("Move /c->/d"), Active(0), PushGets("Delete /d", StackedOn(0)),
+            Is(&["Move /c->/d active", "Delete /d block <0"]),
+        ];
         // A Full entering the generic path stacks on the last delay without combining, and a
         // Full never answers combine, so the Delete is the replace candidate.
-        let mut q = Q::new();
-        q.push(Delete, "/f");
-        q.push(Full, "/");
-        assert_eq!(q.describe(), ["Delete /f wait", "Full / block <0"]);
-        let r = q.push(Create, "/f");
-        let Pushed::Replaced { id, .. } = r else {
-            panic!("{r:?}")
-        };
-        let full = q.id(1);
-        assert_eq!(q.list.blocked_by(full), Some(id));
-        assert_eq!(q.describe(), ["Create /f wait", "Full / block <0"]);
-        q.list.remove(id);
-        assert_eq!(q.describe(), ["Full / wait"]);
-    }
-
-    #[test]
-    fn to_delete_hands_blocked_delays_to_the_new_delete() {
-        let mut q = Q::new();
-        q.mv("/c", "/d");
-        q.push(Modify, "/d");
-        assert_eq!(q.describe(), ["Move /c->/d wait", "Modify /d block <0"]);
-        let Pushed::ToDeleteStacked { delete, .. } = q.push(Delete, "/d") else {
-            panic!()
-        };
-        assert_eq!(
-            q.describe(),
-            ["Delete /c wait", "Modify /d block <0", "Delete /d block <0"]
-        );
-        q.list.remove(delete);
-        q.list.check_invariants();
-        assert_eq!(q.describe(), ["Modify /d wait", "Delete /d wait"]);
-    }
-
-    #[test]
-    fn replacement_keeps_the_blocker_of_the_replaced_delay() {
-        let mut q = Q::new();
-        q.list.push_unblocked(Init, b(""), None);
-        q.push(Delete, "/f");
-        assert_eq!(q.describe(), ["Init  wait", "Delete /f block <0"]);
-        q.push(Create, "/f");
-        assert_eq!(q.describe(), ["Init  wait", "Create /f block <0"]);
-        let init = q.id(0);
-        q.list.remove(init);
-        assert_eq!(q.describe(), ["Create /f wait"]);
+        replace_hands_blocked_delays_to_the_replacement: [
+            Push("Delete /f"), Push("Full /"), Is(&["Delete /f wait", "Full / block <0"]),
+            PushGets("Create /f", Replaced(0)), Is(&["Create /f wait", "Full / block <0"]),
+            Remove(0), Is(&["Full / wait"]),
+        ];
+        to_delete_hands_blocked_delays_to_the_new_delete: [
+            Push("Move /c->/d"), Push("Modify /d"),
+            Is(&["Move /c->/d wait", "Modify /d block <0"]),
+            PushGets("Delete /d", ToDeleteOf(0)),
+            Is(&["Delete /c wait", "Modify /d block <0", "Delete /d block <0"]),
+            Remove(0), Is(&["Modify /d wait", "Delete /d wait"]),
+        ];
+        replacement_keeps_the_blocker_of_the_replaced_delay: [
+            Unblocked("Init "), Push("Delete /f"), Is(&["Init  wait", "Delete /f block <0"]),
+            Push("Create /f"), Is(&["Init  wait", "Create /f block <0"]),
+            Remove(0), Is(&["Create /f wait"]),
+        ];
+        removing_a_blocked_delay_leaves_its_blocker_alone: [
+            Push("Create /d/"), Push("Create /d/f"), Push("Create /d/g"),
+            Remove(1), Is(&["Create /d/ wait", "Create /d/g block <0"]),
+            Remove(0), Is(&["Create /d/g wait"]),
+        ];
+        active_blocked_delay_stays_active_when_blocker_finishes: [
+            Push("Create /d/"), Push("Create /d/f"), Active(0), Active(1),
+            Remove(0), Is(&["Create /d/f active"]),
+        ];
+        init_and_blanket_block_everything_after_them: [
+            Unblocked("Init "), Push("Modify /a"), Push("Create /b/"), Push("Create /b/c"),
+            Unblocked("Blanket "), Push("Modify /z"), Unblocked("Full /"), Push("Modify /y"),
+            Is(&[
+                "Init  wait", "Modify /a block <0", "Create /b/ block <0", "Create /b/c block <2",
+                "Blanket  wait", "Modify /z block <4", "Full / wait", "Modify /y block <4",
+            ]),
+            // The Init, then the Blanket, then the Full.
+            Remove(0), Remove(3), Remove(4), Waits(4),
+        ];
+        synthetic_kinds_through_push_stack_on_the_last_delay: [
+            PushGets("Blanket ", Appended), Push("Modify /a"), PushGets("Init ", StackedOn(1)),
+            Is(&["Blanket  wait", "Modify /a block <0", "Init  block <1"]),
+        ];
     }
 
     #[test]
@@ -1197,34 +1238,6 @@ mod tests {
         assert!(q.list.iter().all(|(_, d)| d.alarm == Some(t1)));
         assert_eq!(q.list.earliest_wait_alarm(), Some(Some(t1)));
         assert!(q.list.remove(dir).is_none());
-    }
-
-    #[test]
-    fn removing_a_blocked_delay_leaves_its_blocker_alone() {
-        let mut q = Q::new();
-        q.push(Create, "/d/");
-        q.push(Create, "/d/f");
-        q.push(Create, "/d/g");
-        let f = q.id(1);
-        q.list.remove(f);
-        q.list.check_invariants();
-        assert_eq!(q.describe(), ["Create /d/ wait", "Create /d/g block <0"]);
-        let d = q.id(0);
-        q.list.remove(d);
-        assert_eq!(q.describe(), ["Create /d/g wait"]);
-    }
-
-    #[test]
-    fn active_blocked_delay_stays_active_when_blocker_finishes() {
-        let mut q = Q::new();
-        q.push(Create, "/d/");
-        q.push(Create, "/d/f");
-        let (d, f) = (q.id(0), q.id(1));
-        q.list.set_active(d);
-        q.list.set_active(f);
-        q.list.remove(d);
-        q.list.check_invariants();
-        assert_eq!(q.describe(), ["Create /d/f active"]);
     }
 
     #[test]
@@ -1385,50 +1398,6 @@ mod tests {
     }
 
     #[test]
-    fn init_and_blanket_block_everything_after_them() {
-        let mut q = Q::new();
-        let init = q.list.push_unblocked(Init, b(""), None);
-        q.push(Modify, "/a");
-        q.push(Create, "/b/");
-        q.push(Create, "/b/c");
-        let blanket = q.list.push_unblocked(Blanket, b(""), None);
-        q.push(Modify, "/z");
-        let full = q.list.push_unblocked(Full, b("/"), None);
-        q.push(Modify, "/y");
-        assert_eq!(
-            q.describe(),
-            [
-                "Init  wait",
-                "Modify /a block <0",
-                "Create /b/ block <0",
-                "Create /b/c block <2",
-                "Blanket  wait",
-                "Modify /z block <4",
-                "Full / wait",
-                "Modify /y block <4"
-            ]
-        );
-        q.list.remove(init);
-        q.list.remove(blanket);
-        q.list.remove(full);
-        q.list.check_invariants();
-        assert_eq!(q.list.wait_count(), 4);
-    }
-
-    #[test]
-    fn synthetic_kinds_through_push_stack_on_the_last_delay() {
-        let mut q = Q::new();
-        assert!(matches!(q.push(Blanket, ""), Pushed::Appended(_)));
-        q.push(Modify, "/a");
-        let last = q.id(1);
-        assert!(matches!(q.push(Init, ""), Pushed::Stacked { on, .. } if on == last));
-        assert_eq!(
-            q.describe(),
-            ["Blanket  wait", "Modify /a block <0", "Init  block <1"]
-        );
-    }
-
-    #[test]
     fn middle_removal_keeps_handles_order_and_cursor() {
         let mut q = Q::new();
         for p in ["/a", "/b", "/c", "/d", "/e"] {
@@ -1458,19 +1427,6 @@ mod tests {
         assert_eq!(q.list.len(), 4);
     }
 
-    #[test]
-    fn replacement_keeps_the_queue_position() {
-        let mut q = Q::new();
-        q.push(Delete, "/f");
-        q.push(Modify, "/g");
-        let pos = q.list.pos_of(q.id(0));
-        let Pushed::Replaced { id, .. } = q.push(Create, "/f") else {
-            panic!()
-        };
-        assert_eq!(q.list.pos_of(id), pos);
-        assert_eq!(q.list.first().map(|(_, i)| i), Some(id));
-    }
-
     // ---- equivalence with a naive upstream-style scan ----
 
     #[derive(Clone, Debug)]
@@ -1493,58 +1449,53 @@ mod tests {
         next: u64,
     }
 
-    impl RefList {
-        fn fresh(&mut self) -> DelayId {
-            self.next += 1;
-            DelayId(self.next)
-        }
-
-        fn make(
-            &mut self,
+    impl RefDelay {
+        /// A delay not queued yet: [`RefList::append`] and [`RefList::substitute`] give it its
+        /// id, blocker and status.
+        fn new(
             kind: DelayKind,
             path: Vec<u8>,
             path2: Option<Vec<u8>>,
             alarm: Option<Instant>,
-            blocked_by: Option<DelayId>,
-        ) -> RefDelay {
-            let status = if blocked_by.is_some() {
-                Status::Block
-            } else {
-                Status::Wait
-            };
+        ) -> Self {
             RefDelay {
-                id: self.fresh(),
+                id: DelayId(0),
                 kind,
                 path,
                 path2,
                 alarm,
-                status,
-                blocked_by,
+                status: Status::Wait,
+                blocked_by: None,
             }
         }
+    }
 
-        fn append(
-            &mut self,
-            kind: DelayKind,
-            path: Vec<u8>,
-            path2: Option<Vec<u8>>,
-            alarm: Option<Instant>,
-            blocked_by: Option<DelayId>,
-        ) -> DelayId {
-            let d = self.make(kind, path, path2, alarm, blocked_by);
+    impl RefList {
+        /// `d` with a fresh id, blocked by `blocked_by`.
+        fn fresh(&mut self, mut d: RefDelay, blocked_by: Option<DelayId>) -> RefDelay {
+            self.next += 1;
+            d.id = DelayId(self.next);
+            d.blocked_by = blocked_by;
+            d.status = if blocked_by.is_some() {
+                Status::Block
+            } else {
+                Status::Wait
+            };
+            d
+        }
+
+        fn append(&mut self, d: RefDelay, blocked_by: Option<DelayId>) -> DelayId {
+            let d = self.fresh(d, blocked_by);
             let id = d.id;
             self.v.push(d);
             id
         }
 
-        fn substitute(&mut self, i: usize, mut d: RefDelay) -> DelayId {
+        /// Puts `d` in the place of the delay at `i`, keeping its blocker and handing it what
+        /// the old one blocked.
+        fn substitute(&mut self, i: usize, d: RefDelay) -> DelayId {
             let old = self.v[i].id;
-            d.blocked_by = self.v[i].blocked_by;
-            d.status = if d.blocked_by.is_some() {
-                Status::Block
-            } else {
-                Status::Wait
-            };
+            let d = self.fresh(d, self.v[i].blocked_by);
             let id = d.id;
             for x in &mut self.v {
                 if x.blocked_by == Some(old) {
@@ -1563,41 +1514,40 @@ mod tests {
             alarm: Option<Instant>,
         ) -> Pushed {
             let path2 = if kind == Move { path2 } else { None };
+            let new = RefDelay::new(kind, path, path2, alarm);
             if kind.is_synthetic() {
                 let on = self.v.last().map(|d| d.id);
-                let id = self.append(kind, path, path2, alarm, on);
+                let id = self.append(new, on);
                 return match on {
                     Some(on) => Pushed::Stacked { id, on },
                     None => Pushed::Appended(id),
                 };
             }
-            let np2 = path2.clone().unwrap_or_default();
+            let np2 = new.path2.clone().unwrap_or_default();
             for i in (0..self.v.len()).rev() {
                 let od = &self.v[i];
                 let op2 = od.path2.clone().unwrap_or_default();
-                let Some(c) = combine_parts(od.kind, &od.path, &op2, kind, &path, &np2) else {
+                let Some(c) = combine_parts(od.kind, &od.path, &op2, kind, &new.path, &np2) else {
                     continue;
                 };
                 let (oid, active) = (od.id, od.status == Status::Active);
                 return match c {
                     Combine::Stack => Pushed::Stacked {
-                        id: self.append(kind, path, path2, alarm, Some(oid)),
+                        id: self.append(new, Some(oid)),
                         on: oid,
                     },
                     Combine::Replace | Combine::ToDeleteStack if active => Pushed::Stacked {
-                        id: self.append(kind, path, path2, alarm, Some(oid)),
+                        id: self.append(new, Some(oid)),
                         on: oid,
                     },
                     Combine::Replace => {
-                        let d = self.make(kind, path, path2, alarm, None);
-                        let id = self.substitute(i, d);
+                        let id = self.substitute(i, new);
                         Pushed::Replaced { id, old: oid }
                     }
                     Combine::ToDeleteStack => {
                         let (opath, oalarm) = (self.v[i].path.clone(), self.v[i].alarm);
-                        let d = self.make(Delete, opath, None, oalarm, None);
-                        let delete = self.substitute(i, d);
-                        let id = self.append(kind, path, path2, alarm, Some(delete));
+                        let delete = self.substitute(i, RefDelay::new(Delete, opath, None, oalarm));
+                        let id = self.append(new, Some(delete));
                         Pushed::ToDeleteStacked {
                             id,
                             delete,
@@ -1607,7 +1557,7 @@ mod tests {
                     Combine::Split => Pushed::Split,
                 };
             }
-            Pushed::Appended(self.append(kind, path, path2, alarm, None))
+            Pushed::Appended(self.append(new, None))
         }
 
         fn remove(&mut self, id: DelayId) {
@@ -1827,7 +1777,7 @@ mod tests {
                 let path = if kind == Full { "/" } else { "" };
                 if rng.below(2) == 0 {
                     let a = list.push_unblocked(kind, b(path), alarm);
-                    let bb = reference.append(kind, path.into(), None, alarm, None);
+                    let bb = reference.append(RefDelay::new(kind, path.into(), None, alarm), None);
                     ids.learn(Pushed::Appended(a), Pushed::Appended(bb));
                 } else {
                     let a = list.push(kind, b(path), None, alarm);

@@ -11,6 +11,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use super::slab::Slab;
 use super::{DelayKind, Status};
 
 /// Queue position: grows with every append, starts at 1; a replacement reuses the position
@@ -114,8 +115,7 @@ pub(super) struct Queue {
     /// Number of `wait` delays.
     waits: usize,
     len: usize,
-    slots: Vec<Option<Rec>>,
-    free: Vec<u32>,
+    slots: Slab<Rec>,
 }
 
 fn split(pos: Pos) -> (u64, usize) {
@@ -138,8 +138,8 @@ impl Queue {
     }
 
     pub(super) fn rec(&self, i: u32) -> &Rec {
-        self.slots[i as usize]
-            .as_ref()
+        self.slots
+            .get(i)
             .expect("invariant: ordered slot is filled")
     }
 
@@ -150,7 +150,7 @@ impl Queue {
     /// The record at `pos`, to change anything but its status ([`Queue::set_status`]).
     pub(super) fn get_mut(&mut self, pos: Pos) -> Option<&mut Rec> {
         let i = self.slot_of(pos)?;
-        self.slots[i as usize].as_mut()
+        self.slots.get_mut(i)
     }
 
     pub(super) fn set_status(&mut self, pos: Pos, status: Status) {
@@ -203,20 +203,7 @@ impl Queue {
     /// Puts `rec` at the free position `pos`.
     pub(super) fn insert(&mut self, pos: Pos, rec: Rec) {
         let wait = rec.status == Status::Wait;
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(rec);
-                i
-            }
-            None => {
-                let i = u32::try_from(self.slots.len())
-                    .ok()
-                    .filter(|&i| i != NONE)
-                    .expect("invariant: fewer than 2^32 - 1 delays per list");
-                self.slots.push(Some(rec));
-                i
-            }
-        };
+        let i = self.slots.put(rec);
         let (key, at) = split(pos);
         let chunk = self.order.entry(key).or_insert_with(|| {
             Box::new(Chunk {
@@ -245,14 +232,7 @@ impl Queue {
             self.order.remove(&key);
         }
         self.len -= 1;
-        let rec = self.slots[i as usize].take();
-        if self.len == 0 {
-            self.slots = Vec::new();
-            self.free = Vec::new();
-        } else {
-            self.free.push(i);
-        }
-        rec
+        self.slots.take(i)
     }
 
     /// `(position, record)` in queue order, from after `after` (from the start for `None`).
