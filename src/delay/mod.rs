@@ -791,20 +791,30 @@ mod tests {
         assert!(Stamp::of(Some(t)) < Stamp::of(Some(t + s)));
     }
 
-    // One line per row of SPEC §4.3: `name: OLD "path" [-> "path2"], NEW "path" [-> "path2"]
-    // => EXPECTED;` with EXPECTED a `Combine` variant or `Nil` (upstream nil).
+    /// A delay written as [`Q::describe`] shows it, without the status: `KIND PATH[->PATH2]`
+    /// (`Init`, `Blanket`: no path).
+    fn delay(s: &str) -> (DelayKind, &str, Option<&str>) {
+        let (kind, paths) = s.split_once(' ').unwrap_or((s, ""));
+        let kind = DelayKind::from_lua_str(kind.as_bytes()).expect("a kind");
+        match paths.split_once("->") {
+            Some((path, path2)) => (kind, path, Some(path2)),
+            None => (kind, paths, None),
+        }
+    }
+
+    // One line per row of SPEC §4.3: `name: "OLD", "NEW" => EXPECTED;` with each delay as
+    // [`delay`] reads it and EXPECTED a `Combine` variant or `Nil` (upstream nil).
     macro_rules! combine_table {
         (@exp Nil) => { None };
         (@exp $c:ident) => { Some(Combine::$c) };
-        ($($name:ident: $ok:ident $op:literal $(-> $op2:literal)?,
-                        $nk:ident $np:literal $(-> $np2:literal)? => $exp:ident;)*) => {
+        ($($name:ident: $old:literal, $new:literal => $exp:ident;)*) => {
             $(
                 #[test]
                 fn $name() {
-                    let op2: &str = [""$(, $op2)?].last().expect("a path");
-                    let np2: &str = [""$(, $np2)?].last().expect("a path");
-                    let got = combine_parts(
-                        $ok, $op.as_bytes(), op2.as_bytes(), $nk, $np.as_bytes(), np2.as_bytes());
+                    let (ok, op, op2) = delay($old);
+                    let (nk, np, np2) = delay($new);
+                    let (op2, np2) = (op2.unwrap_or("").as_bytes(), np2.unwrap_or("").as_bytes());
+                    let got = combine_parts(ok, op.as_bytes(), op2, nk, np.as_bytes(), np2);
                     assert_eq!(got, combine_table!(@exp $exp));
                 }
             )*
@@ -813,103 +823,103 @@ mod tests {
 
     combine_table! {
         // 1. Init/Blanket old: stack, whatever comes (even Full: rule 1 precedes rule 2).
-        init_stacks_file_event: Init "", Modify "/a" => Stack;
-        init_stacks_dir_event: Init "", Create "/d/" => Stack;
-        init_stacks_move: Init "", Move "/a" -> "/b" => Stack;
-        init_stacks_full: Init "", Full "/" => Stack;
-        init_stacks_blanket: Init "", Blanket "" => Stack;
-        blanket_stacks_delete: Blanket "", Delete "/x" => Stack;
-        blanket_stacks_move: Blanket "", Move "/a/" -> "/b/" => Stack;
-        blanket_stacks_init: Blanket "", Init "" => Stack;
+        init_stacks_file_event: "Init", "Modify /a" => Stack;
+        init_stacks_dir_event: "Init", "Create /d/" => Stack;
+        init_stacks_move: "Init", "Move /a->/b" => Stack;
+        init_stacks_full: "Init", "Full /" => Stack;
+        init_stacks_blanket: "Init", "Blanket" => Stack;
+        blanket_stacks_delete: "Blanket", "Delete /x" => Stack;
+        blanket_stacks_move: "Blanket", "Move /a/->/b/" => Stack;
+        blanket_stacks_init: "Blanket", "Init" => Stack;
         // 2. Full old or new: independent.
-        full_old_ignores_file_below: Full "/", Modify "/a" => Nil;
-        full_old_ignores_same_path: Full "/d/", Create "/d/" => Nil;
-        full_old_ignores_move: Full "/", Move "/a" -> "/b" => Nil;
-        full_new_ignores_dir: Create "/d/", Full "/" => Nil;
-        full_new_ignores_move: Move "/a" -> "/b", Full "/" => Nil;
-        full_new_ignores_full: Full "/", Full "/" => Nil;
-        full_new_ignores_delete: Delete "/f", Full "/f" => Nil;
+        full_old_ignores_file_below: "Full /", "Modify /a" => Nil;
+        full_old_ignores_same_path: "Full /d/", "Create /d/" => Nil;
+        full_old_ignores_move: "Full /", "Move /a->/b" => Nil;
+        full_new_ignores_dir: "Create /d/", "Full /" => Nil;
+        full_new_ignores_move: "Move /a->/b", "Full /" => Nil;
+        full_new_ignores_full: "Full /", "Full /" => Nil;
+        full_new_ignores_delete: "Delete /f", "Full /f" => Nil;
         // 3. Neither is a Move: only Delete -> Create of one path merges.
-        delete_then_create_same_file_replaces: Delete "/a/f", Create "/a/f" => Replace;
-        delete_then_create_same_dir_stacks: Delete "/d/", Create "/d/" => Stack;
-        create_then_modify_same_file_independent: Create "/a/f", Modify "/a/f" => Nil;
-        modify_then_modify_same_file_independent: Modify "/a/f", Modify "/a/f" => Nil;
-        attrib_then_attrib_same_file_independent: Attrib "/a/f", Attrib "/a/f" => Nil;
-        attrib_then_modify_same_file_independent: Attrib "/f", Modify "/f" => Nil;
-        modify_then_attrib_same_file_independent: Modify "/f", Attrib "/f" => Nil;
-        create_then_create_same_file_independent: Create "/f", Create "/f" => Nil;
-        attrib_then_create_same_file_independent: Attrib "/f", Create "/f" => Nil;
-        modify_then_create_same_file_independent: Modify "/f", Create "/f" => Nil;
-        create_then_delete_same_file_independent: Create "/f", Delete "/f" => Nil;
-        modify_then_delete_same_file_independent: Modify "/f", Delete "/f" => Nil;
-        delete_then_delete_same_file_independent: Delete "/f", Delete "/f" => Nil;
-        delete_then_modify_same_file_independent: Delete "/f", Modify "/f" => Nil;
-        delete_then_attrib_same_file_independent: Delete "/f", Attrib "/f" => Nil;
-        create_then_modify_same_dir_stacks: Create "/d/", Modify "/d/" => Stack;
-        attrib_then_attrib_same_dir_stacks: Attrib "/d/", Attrib "/d/" => Stack;
-        create_then_delete_same_dir_stacks: Create "/d/", Delete "/d/" => Stack;
-        delete_then_delete_same_dir_stacks: Delete "/d/", Delete "/d/" => Stack;
-        file_in_pending_dir_stacks: Create "/d/", Create "/d/f" => Stack;
-        deep_file_in_pending_dir_stacks: Create "/d/", Modify "/d/e/f" => Stack;
-        dir_in_pending_dir_stacks: Delete "/d/", Create "/d/e/" => Stack;
-        dir_around_pending_file_stacks: Modify "/d/f", Delete "/d/" => Stack;
-        dir_around_deep_pending_dir_stacks: Create "/d/e/g/", Attrib "/d/" => Stack;
-        root_stacks_everything_below: Attrib "/", Modify "/x" => Stack;
-        everything_below_stacks_on_root: Modify "/a/b/c", Attrib "/" => Stack;
-        file_then_dir_of_same_name_independent: Delete "/d", Create "/d/" => Nil;
-        dir_then_file_of_same_name_independent: Delete "/d/", Create "/d" => Nil;
-        sibling_files_independent: Modify "/a/x", Modify "/a/y" => Nil;
-        dir_name_prefix_is_not_under: Create "/a/", Create "/ab/" => Nil;
-        file_name_prefix_is_not_under: Modify "/a", Modify "/ab" => Nil;
-        file_is_not_a_directory_prefix: Modify "/a", Modify "/a/b" => Nil;
+        delete_then_create_same_file_replaces: "Delete /a/f", "Create /a/f" => Replace;
+        delete_then_create_same_dir_stacks: "Delete /d/", "Create /d/" => Stack;
+        create_then_modify_same_file_independent: "Create /a/f", "Modify /a/f" => Nil;
+        modify_then_modify_same_file_independent: "Modify /a/f", "Modify /a/f" => Nil;
+        attrib_then_attrib_same_file_independent: "Attrib /a/f", "Attrib /a/f" => Nil;
+        attrib_then_modify_same_file_independent: "Attrib /f", "Modify /f" => Nil;
+        modify_then_attrib_same_file_independent: "Modify /f", "Attrib /f" => Nil;
+        create_then_create_same_file_independent: "Create /f", "Create /f" => Nil;
+        attrib_then_create_same_file_independent: "Attrib /f", "Create /f" => Nil;
+        modify_then_create_same_file_independent: "Modify /f", "Create /f" => Nil;
+        create_then_delete_same_file_independent: "Create /f", "Delete /f" => Nil;
+        modify_then_delete_same_file_independent: "Modify /f", "Delete /f" => Nil;
+        delete_then_delete_same_file_independent: "Delete /f", "Delete /f" => Nil;
+        delete_then_modify_same_file_independent: "Delete /f", "Modify /f" => Nil;
+        delete_then_attrib_same_file_independent: "Delete /f", "Attrib /f" => Nil;
+        create_then_modify_same_dir_stacks: "Create /d/", "Modify /d/" => Stack;
+        attrib_then_attrib_same_dir_stacks: "Attrib /d/", "Attrib /d/" => Stack;
+        create_then_delete_same_dir_stacks: "Create /d/", "Delete /d/" => Stack;
+        delete_then_delete_same_dir_stacks: "Delete /d/", "Delete /d/" => Stack;
+        file_in_pending_dir_stacks: "Create /d/", "Create /d/f" => Stack;
+        deep_file_in_pending_dir_stacks: "Create /d/", "Modify /d/e/f" => Stack;
+        dir_in_pending_dir_stacks: "Delete /d/", "Create /d/e/" => Stack;
+        dir_around_pending_file_stacks: "Modify /d/f", "Delete /d/" => Stack;
+        dir_around_deep_pending_dir_stacks: "Create /d/e/g/", "Attrib /d/" => Stack;
+        root_stacks_everything_below: "Attrib /", "Modify /x" => Stack;
+        everything_below_stacks_on_root: "Modify /a/b/c", "Attrib /" => Stack;
+        file_then_dir_of_same_name_independent: "Delete /d", "Create /d/" => Nil;
+        dir_then_file_of_same_name_independent: "Delete /d/", "Create /d" => Nil;
+        sibling_files_independent: "Modify /a/x", "Modify /a/y" => Nil;
+        dir_name_prefix_is_not_under: "Create /a/", "Create /ab/" => Nil;
+        file_name_prefix_is_not_under: "Modify /a", "Modify /ab" => Nil;
+        file_is_not_a_directory_prefix: "Modify /a", "Modify /a/b" => Nil;
         // 4. Old Move, new not a Move.
-        modify_of_move_origin_stacks: Move "/a" -> "/b", Modify "/a" => Stack;
-        create_of_move_origin_stacks: Move "/a" -> "/b", Create "/a" => Stack;
-        delete_of_move_origin_stacks: Move "/a" -> "/b", Delete "/a" => Stack;
-        attrib_of_move_origin_stacks: Move "/a" -> "/b", Attrib "/a" => Stack;
-        delete_of_move_destination_turns_into_delete: Move "/c" -> "/d", Delete "/d" => ToDeleteStack;
-        create_of_move_destination_turns_into_delete: Move "/c" -> "/d", Create "/d" => ToDeleteStack;
-        modify_of_move_destination_stacks: Move "/a" -> "/b", Modify "/b" => Stack;
-        attrib_of_move_destination_stacks: Move "/a" -> "/b", Attrib "/b" => Stack;
-        delete_of_moved_dir_destination_turns_into_delete: Move "/a/" -> "/b/", Delete "/b/" => ToDeleteStack;
-        create_of_moved_dir_destination_turns_into_delete: Move "/a/" -> "/b/", Create "/b/" => ToDeleteStack;
-        modify_of_moved_dir_destination_stacks: Move "/a/" -> "/b/", Modify "/b/" => Stack;
-        delete_of_moved_dir_origin_stacks: Move "/a/" -> "/b/", Delete "/a/" => Stack;
-        file_in_moved_dir_origin_stacks: Move "/a/" -> "/b/", Modify "/a/f" => Stack;
-        dir_around_move_origin_stacks: Move "/a/x" -> "/b/y", Delete "/a/" => Stack;
-        file_in_moved_dir_destination_stacks: Move "/a/" -> "/b/", Create "/b/f" => Stack;
-        delete_in_moved_dir_destination_stacks: Move "/a/" -> "/b/", Delete "/b/f" => Stack;
-        dir_around_move_destination_stacks: Move "/a/x" -> "/b/y", Attrib "/b/" => Stack;
-        root_around_move_stacks: Move "/a/x" -> "/b/y", Attrib "/" => Stack;
-        unrelated_to_move_independent: Move "/a" -> "/b", Modify "/c" => Nil;
-        sibling_of_moved_dir_independent: Move "/a/" -> "/b/", Modify "/ab" => Nil;
-        file_named_like_moved_dir_independent: Move "/a/" -> "/b/", Delete "/b" => Nil;
+        modify_of_move_origin_stacks: "Move /a->/b", "Modify /a" => Stack;
+        create_of_move_origin_stacks: "Move /a->/b", "Create /a" => Stack;
+        delete_of_move_origin_stacks: "Move /a->/b", "Delete /a" => Stack;
+        attrib_of_move_origin_stacks: "Move /a->/b", "Attrib /a" => Stack;
+        delete_of_move_destination_turns_into_delete: "Move /c->/d", "Delete /d" => ToDeleteStack;
+        create_of_move_destination_turns_into_delete: "Move /c->/d", "Create /d" => ToDeleteStack;
+        modify_of_move_destination_stacks: "Move /a->/b", "Modify /b" => Stack;
+        attrib_of_move_destination_stacks: "Move /a->/b", "Attrib /b" => Stack;
+        delete_of_moved_dir_destination_turns_into_delete: "Move /a/->/b/", "Delete /b/" => ToDeleteStack;
+        create_of_moved_dir_destination_turns_into_delete: "Move /a/->/b/", "Create /b/" => ToDeleteStack;
+        modify_of_moved_dir_destination_stacks: "Move /a/->/b/", "Modify /b/" => Stack;
+        delete_of_moved_dir_origin_stacks: "Move /a/->/b/", "Delete /a/" => Stack;
+        file_in_moved_dir_origin_stacks: "Move /a/->/b/", "Modify /a/f" => Stack;
+        dir_around_move_origin_stacks: "Move /a/x->/b/y", "Delete /a/" => Stack;
+        file_in_moved_dir_destination_stacks: "Move /a/->/b/", "Create /b/f" => Stack;
+        delete_in_moved_dir_destination_stacks: "Move /a/->/b/", "Delete /b/f" => Stack;
+        dir_around_move_destination_stacks: "Move /a/x->/b/y", "Attrib /b/" => Stack;
+        root_around_move_stacks: "Move /a/x->/b/y", "Attrib /" => Stack;
+        unrelated_to_move_independent: "Move /a->/b", "Modify /c" => Nil;
+        sibling_of_moved_dir_independent: "Move /a/->/b/", "Modify /ab" => Nil;
+        file_named_like_moved_dir_independent: "Move /a/->/b/", "Delete /b" => Nil;
         // 5. Old not a Move, new Move: split on any relation.
-        move_of_pending_file_splits: Modify "/a", Move "/a" -> "/b" => Split;
-        move_of_deleted_file_splits: Delete "/a", Move "/a" -> "/b" => Split;
-        move_onto_pending_file_splits: Modify "/b", Move "/a" -> "/b" => Split;
-        move_onto_created_file_splits: Create "/b", Move "/a" -> "/b" => Split;
-        move_out_of_pending_dir_splits: Create "/d/", Move "/d/f" -> "/e/f" => Split;
-        move_into_pending_dir_splits: Create "/d/", Move "/x" -> "/d/x" => Split;
-        move_of_dir_with_pending_file_splits: Modify "/d/f", Move "/d/" -> "/e/" => Split;
-        move_onto_dir_with_pending_file_splits: Modify "/e/f", Move "/d/" -> "/e/" => Split;
-        move_of_pending_dir_splits: Attrib "/d/", Move "/d/" -> "/e/" => Split;
-        move_unrelated_to_pending_independent: Modify "/c", Move "/a" -> "/b" => Nil;
-        move_next_to_pending_dir_independent: Create "/d/", Move "/dx" -> "/e" => Nil;
+        move_of_pending_file_splits: "Modify /a", "Move /a->/b" => Split;
+        move_of_deleted_file_splits: "Delete /a", "Move /a->/b" => Split;
+        move_onto_pending_file_splits: "Modify /b", "Move /a->/b" => Split;
+        move_onto_created_file_splits: "Create /b", "Move /a->/b" => Split;
+        move_out_of_pending_dir_splits: "Create /d/", "Move /d/f->/e/f" => Split;
+        move_into_pending_dir_splits: "Create /d/", "Move /x->/d/x" => Split;
+        move_of_dir_with_pending_file_splits: "Modify /d/f", "Move /d/->/e/" => Split;
+        move_onto_dir_with_pending_file_splits: "Modify /e/f", "Move /d/->/e/" => Split;
+        move_of_pending_dir_splits: "Attrib /d/", "Move /d/->/e/" => Split;
+        move_unrelated_to_pending_independent: "Modify /c", "Move /a->/b" => Nil;
+        move_next_to_pending_dir_independent: "Create /d/", "Move /dx->/e" => Nil;
         // 6. Both Moves.
-        move_of_move_origin_splits: Move "/a" -> "/b", Move "/a" -> "/c" => Split;
-        move_onto_move_origin_splits: Move "/a" -> "/b", Move "/c" -> "/a" => Split;
-        move_of_move_destination_splits: Move "/a" -> "/b", Move "/b" -> "/c" => Split;
-        moves_onto_same_file_independent: Move "/a" -> "/c", Move "/b" -> "/c" => Nil;
-        moves_onto_same_dir_split: Move "/a/" -> "/c/", Move "/b/" -> "/c/" => Split;
-        move_inside_moved_dir_origin_splits: Move "/a/" -> "/b/", Move "/a/f" -> "/x" => Split;
-        move_into_moved_dir_destination_splits: Move "/a/" -> "/b/", Move "/x" -> "/b/f" => Split;
-        move_of_dir_holding_move_destination_splits: Move "/x" -> "/d/f", Move "/d/" -> "/e/" => Split;
-        move_onto_dir_holding_move_origin_splits: Move "/d/f" -> "/x", Move "/y/" -> "/d/" => Split;
-        move_of_dir_holding_move_origin_splits: Move "/d/f" -> "/x", Move "/d/" -> "/y/" => Split;
-        move_out_of_moved_dir_destination_splits: Move "/a/" -> "/b/", Move "/b/f" -> "/x" => Split;
-        unrelated_moves_independent: Move "/a" -> "/b", Move "/c" -> "/d" => Nil;
-        swapped_moves_split: Move "/a" -> "/b", Move "/b" -> "/a" => Split;
+        move_of_move_origin_splits: "Move /a->/b", "Move /a->/c" => Split;
+        move_onto_move_origin_splits: "Move /a->/b", "Move /c->/a" => Split;
+        move_of_move_destination_splits: "Move /a->/b", "Move /b->/c" => Split;
+        moves_onto_same_file_independent: "Move /a->/c", "Move /b->/c" => Nil;
+        moves_onto_same_dir_split: "Move /a/->/c/", "Move /b/->/c/" => Split;
+        move_inside_moved_dir_origin_splits: "Move /a/->/b/", "Move /a/f->/x" => Split;
+        move_into_moved_dir_destination_splits: "Move /a/->/b/", "Move /x->/b/f" => Split;
+        move_of_dir_holding_move_destination_splits: "Move /x->/d/f", "Move /d/->/e/" => Split;
+        move_onto_dir_holding_move_origin_splits: "Move /d/f->/x", "Move /y/->/d/" => Split;
+        move_of_dir_holding_move_origin_splits: "Move /d/f->/x", "Move /d/->/y/" => Split;
+        move_out_of_moved_dir_destination_splits: "Move /a/->/b/", "Move /b/f->/x" => Split;
+        unrelated_moves_independent: "Move /a->/b", "Move /c->/d" => Nil;
+        swapped_moves_split: "Move /a->/b", "Move /b->/a" => Split;
     }
 
     #[test]
@@ -1036,30 +1046,20 @@ mod tests {
     use Want::*;
 
     impl Q {
-        /// `KIND PATH[->PATH2]` as its parts.
-        fn parse(delay: &str) -> (DelayKind, &str, Option<&str>) {
-            let (kind, paths) = delay.split_once(' ').expect("KIND PATH");
-            let kind = DelayKind::from_lua_str(kind.as_bytes()).expect("a kind");
-            match paths.split_once("->") {
-                Some((path, path2)) => (kind, path, Some(path2)),
-                None => (kind, paths, None),
-            }
-        }
-
         /// Pushes `KIND PATH[->PATH2]`.
-        fn push_str(&mut self, delay: &str) -> Pushed {
-            let (kind, path, path2) = Q::parse(delay);
+        fn push_str(&mut self, s: &str) -> Pushed {
+            let (kind, path, path2) = delay(s);
             self.list.push(kind, b(path), path2.map(b), None)
         }
 
         fn step(&mut self, step: &Step) {
             match *step {
-                Push(delay) => {
-                    self.push_str(delay);
+                Push(s) => {
+                    self.push_str(s);
                 }
-                PushGets(delay, ref want) => self.push_gets(delay, want),
-                Unblocked(delay) => {
-                    let (kind, path, _) = Q::parse(delay);
+                PushGets(s, ref want) => self.push_gets(s, want),
+                Unblocked(s) => {
+                    let (kind, path, _) = delay(s);
                     self.list.push_unblocked(kind, b(path), None);
                 }
                 Active(i) => assert!(self.list.set_active(self.id(i))),
@@ -1070,13 +1070,13 @@ mod tests {
             self.list.check_invariants();
         }
 
-        fn push_gets(&mut self, delay: &str, want: &Want) {
+        fn push_gets(&mut self, s: &str, want: &Want) {
             let before: Vec<(DelayId, Option<QueuePos>)> = self
                 .list
                 .iter()
                 .map(|(id, _)| (id, self.list.pos_of(id)))
                 .collect();
-            let got = self.push_str(delay);
+            let got = self.push_str(s);
             match (want, got) {
                 (Appended, Pushed::Appended(_)) | (Split, Pushed::Split) => {}
                 (&StackedOn(i), Pushed::Stacked { on, .. }) => assert_eq!(on, before[i].0),
@@ -1099,7 +1099,7 @@ mod tests {
                     assert_eq!(self.id(i), delete, "in the Move's place");
                     assert_eq!(self.list.blocked_by(id), Some(delete));
                 }
-                _ => panic!("{delay}: expected {want:?}, got {got:?}"),
+                _ => panic!("{s}: expected {want:?}, got {got:?}"),
             }
         }
     }
@@ -1183,7 +1183,7 @@ mod tests {
             Remove(0), Is(&["Modify /d wait", "Delete /d wait"]),
         ];
         replacement_keeps_the_blocker_of_the_replaced_delay: [
-            Unblocked("Init "), Push("Delete /f"), Is(&["Init  wait", "Delete /f block <0"]),
+            Unblocked("Init"), Push("Delete /f"), Is(&["Init  wait", "Delete /f block <0"]),
             Push("Create /f"), Is(&["Init  wait", "Create /f block <0"]),
             Remove(0), Is(&["Create /f wait"]),
         ];
@@ -1197,8 +1197,8 @@ mod tests {
             Remove(0), Is(&["Create /d/f active"]),
         ];
         init_and_blanket_block_everything_after_them: [
-            Unblocked("Init "), Push("Modify /a"), Push("Create /b/"), Push("Create /b/c"),
-            Unblocked("Blanket "), Push("Modify /z"), Unblocked("Full /"), Push("Modify /y"),
+            Unblocked("Init"), Push("Modify /a"), Push("Create /b/"), Push("Create /b/c"),
+            Unblocked("Blanket"), Push("Modify /z"), Unblocked("Full /"), Push("Modify /y"),
             Is(&[
                 "Init  wait", "Modify /a block <0", "Create /b/ block <0", "Create /b/c block <2",
                 "Blanket  wait", "Modify /z block <4", "Full / wait", "Modify /y block <4",
@@ -1207,7 +1207,7 @@ mod tests {
             Remove(0), Remove(3), Remove(4), Waits(4),
         ];
         synthetic_kinds_through_push_stack_on_the_last_delay: [
-            PushGets("Blanket ", Appended), Push("Modify /a"), PushGets("Init ", StackedOn(1)),
+            PushGets("Blanket", Appended), Push("Modify /a"), PushGets("Init", StackedOn(1)),
             Is(&["Blanket  wait", "Modify /a block <0", "Init  block <1"]),
         ];
     }
