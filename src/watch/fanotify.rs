@@ -32,16 +32,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
+use super::queue::{KernelQueue, Pass, Queue};
 use super::record::{i32_at, u32_at, until_nul};
-use super::{
-    FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootEvent, WatchError, READ_BATCH,
-};
+use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootEvent, WatchError};
 use crate::sys;
 
 mod moves;
@@ -90,7 +89,8 @@ pub(crate) struct Stats {
 /// The fanotify group with its marks and caches.
 #[derive(Debug)]
 pub(crate) struct Fanotify {
-    group: File,
+    /// The group fd and its read buffer.
+    queue: KernelQueue,
     mask: u64,
     marked: Vec<Marked>,
     roots: Vec<Root>,
@@ -98,8 +98,6 @@ pub(crate) struct Fanotify {
     /// the directory is not watched by any sync.
     cache: HashMap<Box<[u8]>, Option<Box<[u8]>>>,
     key: Vec<u8>,
-    buf: Vec<u8>,
-    batch: usize,
     /// Source roots that went away or came back, not handed out yet (see `roots`).
     root_events: Vec<RootEvent>,
     /// Paths of the non-rename records handled in the current `read` (see `rename_events`).
@@ -107,6 +105,36 @@ pub(crate) struct Fanotify {
     /// File moves handed out lately, corrected by later directory renames (see `moves`).
     moves: moves::RecentMoves,
     pub(crate) stats: Stats,
+}
+
+/// `FAN_Q_OVERFLOW` stops reading.
+impl Queue for Fanotify {
+    fn queue(&mut self) -> &mut KernelQueue {
+        &mut self.queue
+    }
+
+    fn records(pass: &mut Pass<'_, Self>, bytes: &[u8]) -> Result<bool, WatchError> {
+        for ev in (RawEvents { buf: bytes }) {
+            pass.m.stats.records += 1;
+            if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+                return Ok(false);
+            }
+            pass.m.translate(ev, pass.out, pass.concerns);
+        }
+        Ok(true)
+    }
+
+    fn pass_start(&mut self) {
+        self.moves.expire(Instant::now());
+    }
+
+    /// The queue was empty (or is dropped): nothing read later can merge into the records of
+    /// this pass.
+    fn pass_end(&mut self, result: &Result<ReadOutcome, WatchError>) {
+        if !matches!(result, Ok(ReadOutcome::More)) {
+            self.touched.clear();
+        }
+    }
 }
 
 /// `FAN_*` bits of a mark, from `inotifyMode` (as the inotify watch mask).
@@ -479,14 +507,13 @@ impl Fanotify {
             | libc::FAN_NONBLOCK;
         let fd = sys::fanotify_init(flags).map_err(|e| init_refusal(&e, &kernel_release()))?;
         Ok(Fanotify {
-            group: File::from(fd),
+            // Records are small: the buffer keeps its size, an `EINVAL` is an error.
+            queue: KernelQueue::new(File::from(fd), READ_BUF, READ_BUF),
             mask: fs_mask(mode),
             marked: Vec::new(),
             roots: Vec::new(),
             cache: HashMap::new(),
             key: Vec::new(),
-            buf: vec![0; READ_BUF],
-            batch: READ_BATCH,
             root_events: Vec::new(),
             touched: HashSet::new(),
             moves: moves::RecentMoves::default(),
@@ -496,7 +523,7 @@ impl Fanotify {
 
     /// The group fd, for the poll loop (readable = records queued).
     pub(crate) fn as_raw_fd(&self) -> RawFd {
-        self.group.as_raw_fd()
+        self.queue.fd.as_raw_fd()
     }
 
     /// Number of source roots watched.
@@ -533,7 +560,7 @@ impl Fanotify {
             name.to_owned()
         };
         sys::fanotify_mark(
-            self.group.as_fd(),
+            self.queue.fd.as_fd(),
             libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
             self.mask,
             bare,
@@ -567,51 +594,6 @@ impl Fanotify {
             fs_name: name,
         });
         Ok(())
-    }
-
-    /// Reads every queued record (until `EAGAIN`, or [`READ_BATCH`] events) and appends the
-    /// translations to `out`. Stops at `FAN_Q_OVERFLOW`.
-    pub(crate) fn read(
-        &mut self,
-        out: &mut Vec<FsEvent>,
-        concerns: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<ReadOutcome, WatchError> {
-        self.moves.expire(Instant::now());
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = self.read_into(&mut buf, out, concerns);
-        self.buf = buf;
-        // The queue was empty (or is dropped): nothing read later can merge into these.
-        if !matches!(result, Ok(ReadOutcome::More)) {
-            self.touched.clear();
-        }
-        result
-    }
-
-    fn read_into(
-        &mut self,
-        buf: &mut [u8],
-        out: &mut Vec<FsEvent>,
-        concerns: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<ReadOutcome, WatchError> {
-        loop {
-            let n = match self.group.read(buf) {
-                Ok(0) => return Err(WatchError::Io(io::ErrorKind::UnexpectedEof.into())),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Ok),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(WatchError::Io(e)),
-            };
-            for ev in (RawEvents { buf: &buf[..n] }) {
-                self.stats.records += 1;
-                if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
-                    return Ok(ReadOutcome::Overflow);
-                }
-                self.translate(ev, out, concerns);
-            }
-            if out.len() >= self.batch {
-                return Ok(ReadOutcome::More);
-            }
-        }
     }
 
     /// One record → zero, one or two events.

@@ -26,7 +26,7 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -35,10 +35,9 @@ use std::time::Instant;
 
 use inotify::{Inotify, WatchDescriptor, WatchMask, Watches};
 
+use super::queue::{KernelQueue, Pass, Queue};
 use super::tree::{Handle, Registry, NO_NODE};
-use super::{
-    FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootChange, WatchError, READ_BATCH,
-};
+use super::{FsEvent, FsKind, InotifyMode, Monitor, ReadOutcome, RootChange, WatchError};
 
 #[path = "inotify_decode.rs"]
 mod decode;
@@ -133,19 +132,47 @@ pub(crate) struct Watcher {
     watches: Watches,
     /// A dup of the inotify fd (same open file, same queue), read with our own buffer and
     /// parser: the crate's parser panics on mask bits it does not know.
-    reader: File,
+    queue: KernelQueue,
     mask: WatchMask,
     reg: Registry<WatchDescriptor>,
-    buf: Vec<u8>,
     pairer: Pairer,
     /// Scratch space of `walk`, kept to avoid allocations per directory.
     stack: Vec<(u32, i32)>,
     path: Vec<u8>,
     dropped: Vec<WatchDescriptor>,
-    /// The most events one `read` returns ([`READ_BATCH`]; smaller in tests).
-    batch: usize,
     /// The source roots: where each is in the tree, or when to look for it again.
     roots: Roots,
+}
+
+/// Reading keeps the registry current (SPEC §3.3–§3.5, §15 item 18); `IN_Q_OVERFLOW` stops it.
+impl Queue for Watcher {
+    fn queue(&mut self) -> &mut KernelQueue {
+        &mut self.queue
+    }
+
+    fn records(pass: &mut Pass<'_, Self>, bytes: &[u8]) -> Result<bool, WatchError> {
+        // The pairer lives in the watcher between reads; `apply` needs all of the watcher.
+        let mut pairer = mem::take(&mut pass.m.pairer);
+        let mut emit = |step: Step<'_>| pass.m.apply(step, pass.out, pass.concerns);
+        let stop = RawEvents { buf: bytes }
+            .map(|ev| pairer.feed(ev, &mut emit))
+            .find(|fed| !matches!(fed, Ok(true)));
+        pass.m.pairer = pairer;
+        stop.unwrap_or(Ok(true))
+    }
+
+    /// A MOVED_FROM still buffered at the end of a burst has survived one more read than the
+    /// one that delivered it: it was a move out (SPEC §3.4).
+    fn burst_end(pass: &mut Pass<'_, Self>) -> Result<(), WatchError> {
+        let mut pairer = mem::take(&mut pass.m.pairer);
+        let ended = pairer.finish(&mut |step| pass.m.apply(step, pass.out, pass.concerns));
+        pass.m.pairer = pairer;
+        ended
+    }
+
+    fn pass_end(&mut self, _result: &Result<ReadOutcome, WatchError>) {
+        self.verify_roots(Instant::now());
+    }
 }
 
 impl fmt::Debug for Watcher {
@@ -167,15 +194,13 @@ impl Watcher {
         Ok(Watcher {
             inotify,
             watches,
-            reader,
+            queue: KernelQueue::new(reader, READ_BUF, READ_BUF_MAX),
             mask: mode.mask(),
             reg: Registry::new(),
-            buf: vec![0; READ_BUF],
             pairer: Pairer::default(),
             stack: Vec::new(),
             path: Vec::new(),
             dropped: Vec::new(),
-            batch: READ_BATCH,
             roots: Roots::default(),
         })
     }
@@ -302,65 +327,6 @@ impl Watcher {
             node = self.reg.find_child(node, name)?;
         }
         self.reg.holds(idx, wd).then_some(node)
-    }
-
-    /// Reads every queued event (until `EAGAIN`), appends the translations to `out` in order
-    /// and keeps the registry current (SPEC §3.3–§3.5, §15 item 18). Stops at `IN_Q_OVERFLOW`.
-    pub(crate) fn read(
-        &mut self,
-        out: &mut Vec<FsEvent>,
-        concerns: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<ReadOutcome, WatchError> {
-        let mut buf = mem::take(&mut self.buf);
-        let mut pairer = mem::take(&mut self.pairer);
-        let result = self.read_into(&mut buf, &mut pairer, out, concerns);
-        self.buf = buf;
-        self.pairer = pairer;
-        self.verify_roots(Instant::now());
-        result
-    }
-
-    fn read_into(
-        &mut self,
-        buf: &mut Vec<u8>,
-        pairer: &mut Pairer,
-        out: &mut Vec<FsEvent>,
-        concerns: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<ReadOutcome, WatchError> {
-        loop {
-            let read = self.reader.read(buf);
-            let mut emit = |step: Step<'_>| self.apply(step, out, concerns);
-            let n = match read {
-                Ok(0) => {
-                    pairer.finish(&mut emit)?;
-                    return Err(WatchError::Io(io::ErrorKind::UnexpectedEof.into()));
-                }
-                Ok(n) => n,
-                // End of the burst. A MOVED_FROM still buffered here has survived one more
-                // read than the one that delivered it: it was a move out (SPEC §3.4).
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    pairer.finish(&mut emit)?;
-                    return Ok(ReadOutcome::Ok);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && buf.len() < READ_BUF_MAX => {
-                    buf.resize(buf.len() * 2, 0);
-                    continue;
-                }
-                Err(e) => {
-                    pairer.finish(&mut emit)?;
-                    return Err(WatchError::Io(e));
-                }
-            };
-            for ev in (RawEvents { buf: &buf[..n] }) {
-                if !pairer.feed(ev, &mut emit)? {
-                    return Ok(ReadOutcome::Overflow);
-                }
-            }
-            if out.len() >= self.batch {
-                return Ok(ReadOutcome::More);
-            }
-        }
     }
 
     /// SPEC §3.5 for one translated event: resolve paths, keep the registry current, emit.
@@ -781,6 +747,7 @@ impl Watcher {
 mod tests {
     use super::decode::EVENT_HEADER;
     use super::*;
+    use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
     #[test]
@@ -1002,7 +969,7 @@ mod tests {
         assert_eq!(out, []);
         let mut buf = vec![0; 4096];
         assert_eq!(
-            f.w.reader.read(&mut buf).unwrap_err().kind(),
+            f.w.queue.fd.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::WouldBlock
         );
     }
@@ -1357,7 +1324,7 @@ mod tests {
         fs::write(os(&f.p(b"a")), b"").unwrap();
         f.events();
         // One 18-byte-name event per read: the move-to comes in the read after the move-from.
-        f.w.buf = vec![0; EVENT_HEADER + 20];
+        f.w.queue.buf = vec![0; EVENT_HEADER + 20];
         fs::rename(os(&f.p(b"a")), os(&f.p(b"b"))).unwrap();
         assert_eq!(
             f.events(),
@@ -1372,7 +1339,7 @@ mod tests {
         let long = f.p(&[b'x'; 200]);
         fs::write(os(&long), b"").unwrap();
         assert_eq!(f.events()[0], e(FsKind::Create, long));
-        assert!(f.w.buf.len() >= EVENT_HEADER + 200);
+        assert!(f.w.queue.buf.len() >= EVENT_HEADER + 200);
     }
 
     #[test]
@@ -1418,8 +1385,8 @@ mod tests {
     #[test]
     fn a_long_queue_is_read_in_batches_and_nothing_is_lost() {
         let mut f = Fixture::new(InotifyMode::CloseWrite);
-        f.w.batch = 3;
-        f.w.buf = vec![0; 64]; // about two events per read(2)
+        f.w.queue.batch = 3;
+        f.w.queue.buf = vec![0; 64]; // about two events per read(2)
         f.watch();
         for i in 0..10 {
             fs::write(os(&f.p(format!("f{i}").as_bytes())), b"x").unwrap();

@@ -7,8 +7,8 @@
 //! [`WatchError`]), the monitor names (`-monitor`, the `monitor` key), `inotifyMode` parsing
 //! and [`Monitors`], the monitors of one run behind one interface. The inotify monitor is
 //! `inotify` (event decoding in `inotify_decode.rs`, source roots in `inotify_roots.rs`, its
-//! directory tree in `tree`), the fanotify monitor `fanotify`; the record fields both parse
-//! are read in `record`.
+//! directory tree in `tree`), the fanotify monitor `fanotify`; the read loop both run is in
+//! `queue`, the record fields both parse are read in `record`.
 //! Must not touch: syncs, delays, excludes, Lua, logging.
 
 use std::fmt;
@@ -18,11 +18,13 @@ use std::time::Instant;
 
 mod fanotify;
 mod inotify;
+mod queue;
 mod record;
 mod tree;
 
 pub(crate) use fanotify::{Fanotify, Refusal};
 pub(crate) use inotify::Watcher;
+use queue::Queue;
 
 /// The monitor a sync's events come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -280,7 +282,7 @@ impl Monitors {
             .collect()
     }
 
-    /// Reads both monitors (see [`Watcher::read`]); `concerns` is asked per monitor.
+    /// Reads both monitors (see [`Queue::read`]); `concerns` is asked per monitor.
     pub(crate) fn read(
         &mut self,
         out: &mut Vec<FsEvent>,

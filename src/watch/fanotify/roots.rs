@@ -51,7 +51,7 @@ impl Fanotify {
             ))
         })?;
         sys::fanotify_mark(
-            self.group.as_fd(),
+            self.queue.fd.as_fd(),
             libc::FAN_MARK_ADD,
             libc::FAN_DELETE_SELF | libc::FAN_MOVE_SELF | libc::FAN_ONDIR,
             bare,
