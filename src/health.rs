@@ -12,9 +12,11 @@
 //! How the state moves: a sync starts in [`SyncState::Starting`]; a transfer that ends well
 //! makes it [`SyncState::Ok`] (so does the end of the startup walk of a sync without a startup
 //! transfer); a transfer whose outcome is "again" makes it [`SyncState::Retrying`], one whose
-//! outcome is fatal [`SyncState::Failed`]. [`SyncHealth::set_held`] puts it in
-//! [`SyncState::WaitingForTunnel`] while its tunnel is down and back afterwards. Code that
-//! decides on retries and failures by itself calls [`SyncHealth::set_state`].
+//! outcome is fatal [`SyncState::Failed`]. Two pauses show over that state while they last:
+//! [`SyncHealth::set_source_gone`] ([`SyncState::SourceGone`], its source directory is away)
+//! and [`SyncHealth::set_held`] ([`SyncState::WaitingForTunnel`], its tunnel is down);
+//! afterwards the state its transfers made of it shows again, whatever happened meanwhile.
+//! Code that decides on retries and failures by itself calls [`SyncHealth::set_state`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -34,19 +36,24 @@ pub(crate) enum SyncState {
     Failed,
     /// The sync's tunnel is not up: changes are queued, nothing is transferred.
     WaitingForTunnel,
+    /// The sync's source directory was moved away or deleted: changes are kept, nothing is
+    /// transferred until it is back.
+    SourceGone,
 }
 
 impl SyncState {
     /// Every state, in the order reports list them.
-    pub(crate) const ALL: [SyncState; 5] = [
+    pub(crate) const ALL: [SyncState; 6] = [
         SyncState::Starting,
         SyncState::Ok,
         SyncState::Retrying,
         SyncState::Failed,
         SyncState::WaitingForTunnel,
+        SyncState::SourceGone,
     ];
 
-    /// The name in reports: `starting`, `ok`, `retrying`, `failed`, `waiting_for_tunnel`.
+    /// The name in reports: `starting`, `ok`, `retrying`, `failed`, `waiting_for_tunnel`,
+    /// `source_gone`.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             SyncState::Starting => "starting",
@@ -54,6 +61,7 @@ impl SyncState {
             SyncState::Retrying => "retrying",
             SyncState::Failed => "failed",
             SyncState::WaitingForTunnel => "waiting_for_tunnel",
+            SyncState::SourceGone => "source_gone",
         }
     }
 }
@@ -83,9 +91,12 @@ const COMMAND_MAX: usize = 512;
 /// The health record of one sync. Counters only grow during a run.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SyncHealth {
+    /// What its transfers made of it (shown unless a pause is).
     state: SyncState,
-    /// The state to return to when the tunnel is up again.
-    state_before_held: Option<SyncState>,
+    /// Its tunnel is down.
+    held: bool,
+    /// Its source directory is away.
+    source_gone: bool,
     pub(crate) events_received: u64,
     pub(crate) events_excluded: u64,
     pub(crate) transfers_started: u64,
@@ -109,30 +120,32 @@ impl Clone for Commands {
 }
 
 impl SyncHealth {
+    /// What reports show: a pause while it lasts (the source being away first), else what its
+    /// transfers made of it.
     pub(crate) fn state(&self) -> SyncState {
-        self.state
+        if self.source_gone {
+            SyncState::SourceGone
+        } else if self.held {
+            SyncState::WaitingForTunnel
+        } else {
+            self.state
+        }
     }
 
-    /// Sets the state directly (for code that decides retries and failures itself). While the
-    /// sync waits for its tunnel the new state is kept for when the tunnel is up.
+    /// Sets the state directly (for code that decides retries and failures itself). During a
+    /// pause it is kept for when the pause ends.
     pub(crate) fn set_state(&mut self, state: SyncState) {
-        if self.state == SyncState::WaitingForTunnel && state != SyncState::WaitingForTunnel {
-            self.state_before_held = Some(state);
-        } else {
-            self.state = state;
-        }
+        self.state = state;
     }
 
     /// The tunnel of the sync went down (`true`) or came up (`false`).
     pub(crate) fn set_held(&mut self, held: bool) {
-        if held {
-            if self.state != SyncState::WaitingForTunnel {
-                self.state_before_held = Some(self.state);
-                self.state = SyncState::WaitingForTunnel;
-            }
-        } else if let Some(old) = self.state_before_held.take() {
-            self.state = old;
-        }
+        self.held = held;
+    }
+
+    /// The source directory of the sync went away (`true`) or is back (`false`).
+    pub(crate) fn set_source_gone(&mut self, gone: bool) {
+        self.source_gone = gone;
     }
 
     /// The startup walk ended for a sync that has no startup transfer: it is in sync.
@@ -382,6 +395,27 @@ mod tests {
         assert_eq!(h.state(), SyncState::Failed);
         h.set_held(false);
         assert_eq!(h.state(), SyncState::Failed);
+    }
+
+    #[test]
+    fn a_sync_whose_source_is_away_shows_it_over_every_other_state() {
+        let mut h = SyncHealth::default();
+        h.started_without_transfer();
+        h.set_source_gone(true);
+        h.set_held(true);
+        // What a transfer made of it during the pauses shows once they are over.
+        h.set_state(SyncState::Retrying);
+        for (gone, held, shown) in [
+            (true, true, SyncState::SourceGone),
+            (true, false, SyncState::SourceGone),
+            (false, true, SyncState::WaitingForTunnel),
+            (false, false, SyncState::Retrying),
+        ] {
+            h.set_source_gone(gone);
+            h.set_held(held);
+            assert_eq!(h.state(), shown, "source gone {gone}, held {held}");
+        }
+        assert_eq!(SyncState::SourceGone.as_str(), "source_gone");
     }
 
     #[test]

@@ -208,7 +208,8 @@ pub(crate) fn render(snap: &Snapshot) -> String {
     f.head(
         "lsyncd_sync_state",
         "gauge",
-        "1 for the state the sync is in (starting, ok, retrying, failed, waiting_for_tunnel).",
+        "1 for the state the sync is in (starting, ok, retrying, failed, waiting_for_tunnel, \
+         source_gone).",
     );
     for s in &snap.syncs {
         for state in SyncState::ALL {

@@ -29,13 +29,13 @@ impl Core {
             line.extend_from_slice(&s.source);
             match ev.change {
                 RootChange::Back => {
-                    s.paused.source_gone = false;
+                    s.set_source_gone(false);
                     line.extend_from_slice(b" is back; a full transfer follows");
                     log::normal(line);
                     self.transfer_all(sid, now);
                 }
                 gone => {
-                    s.paused.source_gone = true;
+                    s.set_source_gone(true);
                     line.extend_from_slice(
                         format!(
                             " was {}; no transfer until it is back (pending changes are kept, \

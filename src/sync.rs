@@ -188,6 +188,12 @@ impl SyncJob {
         self.health.set_held(held);
     }
 
+    /// Marks its source directory away (events are kept, no action runs) or back.
+    pub(crate) fn set_source_gone(&mut self, gone: bool) {
+        self.paused.source_gone = gone;
+        self.health.set_source_gone(gone);
+    }
+
     /// Whether it may start a process now: not paused, under its `maxProcesses`.
     fn may_start(&self) -> bool {
         !self.paused.any() && self.processes.len() < self.conf.max_processes

@@ -217,10 +217,17 @@ fn sample(m: &BTreeMap<Series, f64>, name: &str, sync: &str) -> f64 {
 }
 
 fn state(m: &BTreeMap<Series, f64>, sync: &str) -> String {
-    let on: Vec<&str> = ["starting", "ok", "retrying", "failed", "waiting_for_tunnel"]
-        .into_iter()
-        .filter(|s| m.get(&format!("lsyncd_sync_state{{sync={sync:?},state={s:?}}}")) == Some(&1.0))
-        .collect();
+    let on: Vec<&str> = [
+        "starting",
+        "ok",
+        "retrying",
+        "failed",
+        "waiting_for_tunnel",
+        "source_gone",
+    ]
+    .into_iter()
+    .filter(|s| m.get(&format!("lsyncd_sync_state{{sync={sync:?},state={s:?}}}")) == Some(&1.0))
+    .collect();
     assert_eq!(on.len(), 1, "exactly one state is 1: {on:?}");
     on[0].to_string()
 }

@@ -16,9 +16,11 @@ fn config(dir: &TestDir) -> PathBuf {
     dir.config(
         "watch.lua",
         &format!(
-            "settings {{ maxBackoff = 2, statusFile = {}, statusInterval = 1 }}\n\
+            "settings {{ maxBackoff = 2, statusFile = {}, statusInterval = 1, \
+             metricsFile = {} }}\n\
              sync {{ default.rsync, source = {}, target = {}, delay = 0 }}\n",
             lua_str(dir.path_str("status")),
+            lua_str(dir.path_str("metrics.prom")),
             lua_str(dir.path_str("src")),
             lua_str(dir.path_str("dst")),
         ),
@@ -34,6 +36,16 @@ fn started(dir: &TestDir, dirs: &str) -> Daemon {
     d.wait_startup();
     d.wait_trees_equal(&dir.src(), &dir.dst());
     d
+}
+
+/// Whether the metrics file shows the (only) sync in `state`.
+fn sync_state_is(dir: &TestDir, state: &str) -> bool {
+    let want = format!(",state=\"{state}\"}} 1");
+    dir.read("metrics.prom").is_some_and(|m| {
+        String::from_utf8_lossy(&m)
+            .lines()
+            .any(|l| l.starts_with("lsyncd_sync_state{") && l.ends_with(&want))
+    })
 }
 
 /// `lsyncd -nodaemon ARGS` as user `nobody`.
@@ -66,12 +78,14 @@ both_monitors! {
             dir.read("status")
                 .is_some_and(|s| String::from_utf8_lossy(&s).contains(gone))
         });
+        d.wait_for("the metrics saying so", || sync_state_is(&dir, "source_gone"));
         // Nothing ran against the target meanwhile: it still holds what it had.
         assert_eq!(dir.read("dst/sub/a").as_deref(), Some(&b"a\n"[..]));
         dir.rename("away", "src");
         d.wait_log(" is back; a full transfer follows");
         d.wait_trees_equal(&dir.src(), &dir.dst());
         assert_eq!(dir.read("dst/sub/meanwhile").as_deref(), Some(&b"m\n"[..]));
+        d.wait_for("the metrics saying ok again", || sync_state_is(&dir, "ok"));
         // Watched again: a later change syncs as usual.
         dir.write("src/sub/later", "l\n");
         d.wait_for("src/sub/later synced", || dir.exists("dst/sub/later"));
