@@ -507,78 +507,69 @@ mod tests {
     }
 
     #[test]
-    fn nothing_pending_sleeps_for_ever() {
-        let now = Instant::now();
-        assert_eq!(next_timeout(&Wakeups::default(), now), None);
-    }
-
-    #[test]
-    fn the_earliest_wake_up_wins() {
-        let now = Instant::now();
-        let w = Wakeups {
+    fn next_timeout_cases() {
+        let now = Instant::now() + Duration::from_secs(10);
+        let ms = |ms| Some(Duration::from_millis(ms));
+        let none = Wakeups::default();
+        let alarms = Wakeups {
             syncs: at(now, 500),
             user_alarm: at(now, 300),
             status: at(now, 900),
             notifier: at(now, 700),
             inotify_rest: at(now, 400),
-            ..Wakeups::default()
+            ..none
         };
-        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(300)));
-        let w = Wakeups {
-            inotify_rest: at(now, 1),
-            ..w
-        };
-        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(1)));
-    }
-
-    #[test]
-    fn a_passed_alarm_or_ready_work_means_no_sleep() {
-        let now = Instant::now() + Duration::from_secs(10);
-        let past = Wakeups {
-            syncs: Some(now - Duration::from_secs(3)),
-            ..Wakeups::default()
-        };
-        assert_eq!(next_timeout(&past, now), Some(Duration::ZERO));
-        let ready = Wakeups {
-            ready_now: true,
-            status: at(now, 5000),
-            ..Wakeups::default()
-        };
-        assert_eq!(next_timeout(&ready, now), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn tunnels_wake_the_loop_every_tick() {
-        let now = Instant::now();
-        let w = Wakeups {
-            tunnels: true,
-            syncs: at(now, 60_000),
-            ..Wakeups::default()
-        };
-        assert_eq!(next_timeout(&w, now), Some(TUNNEL_TICK));
-    }
-
-    #[test]
-    fn fading_waits_only_for_the_notifier() {
-        let now = Instant::now();
-        let w = Wakeups {
+        let mut resting = alarms;
+        resting.inotify_rest = at(now, 1);
+        let mut passed = none;
+        passed.syncs = Some(now - Duration::from_secs(3));
+        let mut ready = none;
+        ready.ready_now = true;
+        ready.status = at(now, 5000);
+        let mut tunnels = none;
+        tunnels.tunnels = true;
+        tunnels.syncs = at(now, 60_000);
+        let fading = Wakeups {
             fading: true,
             syncs: at(now, 10),
             user_alarm: at(now, 10),
             ready_now: true,
             tunnels: true,
-            ..Wakeups::default()
+            ..none
         };
-        assert_eq!(next_timeout(&w, now), None);
-        let w = Wakeups {
-            notifier: at(now, 2500),
-            ..w
-        };
-        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(2500)));
-        let w = Wakeups {
-            stop: at(now, 900),
-            ..w
-        };
-        assert_eq!(next_timeout(&w, now), Some(Duration::from_millis(900)));
+        let mut fading_notifier = fading;
+        fading_notifier.notifier = at(now, 2500);
+        let mut fading_stop = fading_notifier;
+        fading_stop.stop = at(now, 900);
+        let cases = [
+            ("nothing pending sleeps for ever", none, None),
+            ("the earliest wake-up wins", alarms, ms(300)),
+            ("a resting inotify fd is a wake-up too", resting, ms(1)),
+            (
+                "a passed alarm means no sleep",
+                passed,
+                Some(Duration::ZERO),
+            ),
+            ("ready work means no sleep", ready, Some(Duration::ZERO)),
+            (
+                "tunnels wake the loop every tick",
+                tunnels,
+                Some(TUNNEL_TICK),
+            ),
+            (
+                "fading ignores alarms, ready work and tunnels",
+                fading,
+                None,
+            ),
+            ("fading wakes for the notifier", fading_notifier, ms(2500)),
+            (
+                "fading wakes for the stop clock if sooner",
+                fading_stop,
+                ms(900),
+            ),
+        ];
+        for (what, w, want) in cases {
+            assert_eq!(next_timeout(&w, now), want, "{what}");
+        }
     }
 }
