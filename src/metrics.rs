@@ -42,18 +42,11 @@ impl Family<'_> {
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn per_sync(
-        &mut self,
-        syncs: &[SyncView],
-        name: &str,
-        kind: &str,
-        help: &str,
-        value: impl Fn(&SyncView) -> Option<f64>,
-    ) {
-        self.head(name, kind, help);
+    fn per_sync(&mut self, syncs: &[SyncView], m: &Metric<SyncView, Option<f64>>) {
+        self.head(m.name, m.kind, m.help);
         for s in syncs {
-            if let Some(v) = value(s) {
-                self.out.push_str(name);
+            if let Some(v) = (m.value)(s) {
+                self.out.push_str(m.name);
                 self.out.push_str("{sync=\"");
                 label_value(self.out, &s.name);
                 let _ = writeln!(self.out, "\"}} {v}");
@@ -62,102 +55,75 @@ impl Family<'_> {
     }
 }
 
-/// The exposition text of a snapshot.
-/// A per-sync metric: name, type, help, and its value for a sync (`None`: no sample).
-type SyncMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&SyncView) -> Option<f64>,
-);
+/// One metric family over a `T`: its name, type and help, and its value `V` (per sync an
+/// `Option`, `None`: no sample).
+struct Metric<T, V> {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&T) -> V,
+}
+
+/// A table of [`Metric`]s from `T` to `V`, one row a metric: `type name |x| value, "help";`.
+macro_rules! metrics {
+    ($t:ty => $v:ty: $($kind:ident $name:ident $value:expr, $help:literal;)*) => {
+        &[$(Metric::<$t, $v> {
+            name: stringify!($name),
+            kind: stringify!($kind),
+            help: $help,
+            value: $value,
+        }),*]
+    };
+}
+
+/// The daemon-wide metrics after `lsyncd_info`, in exposition order.
+const DAEMON_METRICS: &[Metric<Snapshot, f64>] = metrics! { Snapshot => f64:
+    gauge lsyncd_start_time_seconds |s| unix_secs(s.daemon.started),
+        "Start time of the daemon since the Unix epoch.";
+    gauge lsyncd_uptime_seconds |s| s.uptime_secs,
+        "Seconds since the daemon started.";
+    gauge lsyncd_watches |s| s.watches as f64,
+        "Directories watched.";
+    counter lsyncd_overflows_total |s| s.daemon.overflows as f64,
+        "Event queue overflows (each one restarts the daemon).";
+    counter lsyncd_restarts_total |s| s.daemon.restarts as f64,
+        "Restarts after a HUP or an overflow.";
+};
 
 /// The per-sync metrics after `lsyncd_sync_state`, in exposition order.
-const SYNC_METRICS: &[SyncMetric] = &[
-    (
-        "lsyncd_sync_pending_events",
-        "gauge",
-        "Changes queued and not yet transferred.",
-        |s| Some(s.pending as f64),
-    ),
-    (
-        "lsyncd_sync_lag_seconds",
-        "gauge",
-        "Age of the oldest change not yet transferred; 0 when none is pending.",
-        |s| Some(s.lag_secs as f64),
-    ),
-    (
-        "lsyncd_sync_running_processes",
-        "gauge",
-        "Transfer processes running.",
-        |s| Some(s.running as f64),
-    ),
-    (
-        "lsyncd_sync_transfers_started_total",
-        "counter",
-        "Transfer processes started.",
-        |s| Some(s.health.transfers_started as f64),
-    ),
-    (
-        "lsyncd_sync_transfers_succeeded_total",
-        "counter",
-        "Transfer processes that ended well.",
-        |s| Some(s.health.transfers_succeeded as f64),
-    ),
-    (
-        "lsyncd_sync_transfers_failed_total",
-        "counter",
-        "Transfer processes that failed (retried or given up).",
-        |s| Some(s.health.transfers_failed as f64),
-    ),
-    (
-        "lsyncd_sync_consecutive_failures",
-        "gauge",
-        "Transfers failed since the last one that ended well.",
-        |s| Some(s.health.consecutive_failures as f64),
-    ),
-    (
-        "lsyncd_sync_last_success_timestamp_seconds",
-        "gauge",
-        "When a transfer last ended well, since the Unix epoch; 0 if none did yet.",
+const SYNC_METRICS: &[Metric<SyncView, Option<f64>>] = metrics! { SyncView => Option<f64>:
+    gauge lsyncd_sync_pending_events |s| Some(s.pending as f64),
+        "Changes queued and not yet transferred.";
+    gauge lsyncd_sync_lag_seconds |s| Some(s.lag_secs as f64),
+        "Age of the oldest change not yet transferred; 0 when none is pending.";
+    gauge lsyncd_sync_running_processes |s| Some(s.running as f64),
+        "Transfer processes running.";
+    counter lsyncd_sync_transfers_started_total |s| Some(s.health.transfers_started as f64),
+        "Transfer processes started.";
+    counter lsyncd_sync_transfers_succeeded_total |s| Some(s.health.transfers_succeeded as f64),
+        "Transfer processes that ended well.";
+    counter lsyncd_sync_transfers_failed_total |s| Some(s.health.transfers_failed as f64),
+        "Transfer processes that failed (retried or given up).";
+    gauge lsyncd_sync_consecutive_failures |s| Some(s.health.consecutive_failures as f64),
+        "Transfers failed since the last one that ended well.";
+    gauge lsyncd_sync_last_success_timestamp_seconds
         |s| Some(s.health.last_success.map_or(0.0, unix_secs)),
-    ),
-    (
-        "lsyncd_sync_last_failure_timestamp_seconds",
-        "gauge",
-        "When a transfer last failed, since the Unix epoch; 0 if none did.",
-        |s| {
-            Some(
-                s.health
-                    .last_failure
-                    .as_ref()
-                    .map_or(0.0, |x| unix_secs(x.at)),
-            )
-        },
-    ),
-    (
-        "lsyncd_sync_last_failure_exit_code",
-        "gauge",
-        "Exit code of the last failed transfer (absent if none failed).",
+        "When a transfer last ended well, since the Unix epoch; 0 if none did yet.";
+    gauge lsyncd_sync_last_failure_timestamp_seconds
+        |s| Some(s.health.last_failure.as_ref().map_or(0.0, |x| unix_secs(x.at))),
+        "When a transfer last failed, since the Unix epoch; 0 if none did.";
+    gauge lsyncd_sync_last_failure_exit_code
         |s| s.health.last_failure.as_ref().map(|x| x.exit_code as f64),
-    ),
-    (
-        "lsyncd_sync_events_total",
-        "counter",
-        "File-system events that reached the sync.",
-        |s| Some(s.health.events_received as f64),
-    ),
-    (
-        "lsyncd_sync_events_excluded_total",
-        "counter",
-        "Events dropped by the sync's excludes or filters.",
-        |s| Some(s.health.events_excluded as f64),
-    ),
-];
+        "Exit code of the last failed transfer (absent if none failed).";
+    counter lsyncd_sync_events_total |s| Some(s.health.events_received as f64),
+        "File-system events that reached the sync.";
+    counter lsyncd_sync_events_excluded_total |s| Some(s.health.events_excluded as f64),
+        "Events dropped by the sync's excludes or filters.";
+};
 
 /// The exposition text of a snapshot.
 pub(crate) fn render(snap: &Snapshot) -> String {
     let mut out = String::with_capacity(2048 + snap.syncs.len() * 1024);
-    let d = &snap.daemon;
     let mut f = Family { out: &mut out };
     f.head(
         "lsyncd_info",
@@ -167,43 +133,11 @@ pub(crate) fn render(snap: &Snapshot) -> String {
     let _ = writeln!(
         f.out,
         "lsyncd_info{{version=\"2.3.1\",monitor=\"{}\"}} 1",
-        d.monitor
+        snap.daemon.monitor
     );
-    let singles: [(&str, &str, &str, f64); 5] = [
-        (
-            "lsyncd_start_time_seconds",
-            "gauge",
-            "Start time of the daemon since the Unix epoch.",
-            unix_secs(d.started),
-        ),
-        (
-            "lsyncd_uptime_seconds",
-            "gauge",
-            "Seconds since the daemon started.",
-            snap.uptime_secs,
-        ),
-        (
-            "lsyncd_watches",
-            "gauge",
-            "Directories watched.",
-            snap.watches as f64,
-        ),
-        (
-            "lsyncd_overflows_total",
-            "counter",
-            "Event queue overflows (each one restarts the daemon).",
-            d.overflows as f64,
-        ),
-        (
-            "lsyncd_restarts_total",
-            "counter",
-            "Restarts after a HUP or an overflow.",
-            d.restarts as f64,
-        ),
-    ];
-    for (name, kind, help, value) in singles {
-        f.head(name, kind, help);
-        let _ = writeln!(f.out, "{name} {value}");
+    for m in DAEMON_METRICS {
+        f.head(m.name, m.kind, m.help);
+        let _ = writeln!(f.out, "{} {}", m.name, (m.value)(snap));
     }
     f.head(
         "lsyncd_sync_state",
@@ -223,8 +157,8 @@ pub(crate) fn render(snap: &Snapshot) -> String {
             );
         }
     }
-    for (name, kind, help, value) in SYNC_METRICS {
-        f.per_sync(&snap.syncs, name, kind, help, value);
+    for m in SYNC_METRICS {
+        f.per_sync(&snap.syncs, m);
     }
     out
 }
