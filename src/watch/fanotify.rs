@@ -77,15 +77,6 @@ struct Marked {
     fs_name: &'static str,
 }
 
-/// Counters for the status file.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) records: u64,
-    pub(crate) outside: u64,
-    pub(crate) cache_hits: u64,
-    pub(crate) stale: u64,
-}
-
 /// The fanotify group with its marks and caches.
 #[derive(Debug)]
 pub(crate) struct Fanotify {
@@ -105,6 +96,19 @@ pub(crate) struct Fanotify {
     /// File moves handed out lately, corrected by later directory renames (see `moves`).
     moves: moves::RecentMoves,
     pub(crate) stats: Stats,
+}
+
+/// Counters for the status file.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stats {
+    /// Records read.
+    pub(crate) records: u64,
+    /// Records of directories outside every source, or not watched by any sync, dropped.
+    pub(crate) outside: u64,
+    /// Directory handles found in the cache.
+    pub(crate) cache_hits: u64,
+    /// Records of a directory not cached and no longer openable (gone: `ESTALE`), dropped.
+    pub(crate) stale: u64,
 }
 
 /// `FAN_Q_OVERFLOW` stops reading.
