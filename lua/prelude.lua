@@ -890,6 +890,8 @@ addSync = function( opts, where )
 	end
 	local src = config.source
 	local real, err = core.realdir( src )
+	-- after a restart, a source that was there before and is away now is waited for
+	if not real and type( src ) == 'string' then real = core.sourceAway( src ) end
 	if not real then
 		if err then
 			core.log( 'Error', "cannot get absolute path of dir '" .. tostring( src ) .. "': " .. err )

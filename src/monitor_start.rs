@@ -10,7 +10,7 @@ use mio::{Interest, Poll, Token};
 use crate::config::Settings;
 use crate::exit::ExitCode;
 use crate::log;
-use crate::sync::Core;
+use crate::sync::{Core, SyncJob};
 use crate::watch::{Monitor, MonitorChoice, Monitors};
 
 /// Decides each sync's monitor (SPEC §3.2; `monitor` key, `-monitor`) and sets it up: a
@@ -24,14 +24,16 @@ pub(crate) fn start_monitors(
     on_dir: &mut dyn FnMut(),
 ) -> Result<(), ExitCode> {
     decide_monitors(core, monitors, settings)?;
-    // One walk per distinct inotify source (nested sources share it).
-    let sources: Vec<Vec<u8>> = core
+    // One walk per distinct inotify source (nested sources share it); a source away since
+    // before a restart is looked for instead.
+    let (away, sources): (Vec<&SyncJob>, Vec<&SyncJob>) = core
         .syncs
         .iter()
         .filter(|s| s.monitor == Monitor::Inotify)
-        .map(|s| s.source.clone())
-        .collect();
-    if sources.is_empty() {
+        .partition(|s| s.paused.source_gone);
+    let away: Vec<Vec<u8>> = away.iter().map(|s| s.source.clone()).collect();
+    let sources: Vec<Vec<u8>> = sources.iter().map(|s| s.source.clone()).collect();
+    if sources.is_empty() && away.is_empty() {
         return Ok(());
     }
     let watcher = match monitors.inotify() {
@@ -47,6 +49,9 @@ pub(crate) fn start_monitors(
     };
     let ifd = watcher.as_raw_fd();
     log::with(b"Inotify", || format!("inotify fd = {ifd}").into_bytes());
+    for source in &away {
+        watcher.add_absent_root(source, std::time::Instant::now());
+    }
     let roots: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
     let added = watcher.add_trees(&roots, &mut |dir| {
         let yes = core.concerns(Monitor::Inotify, dir);
@@ -69,15 +74,27 @@ pub(crate) fn decide_monitors(
     settings: &Settings,
 ) -> Result<(), ExitCode> {
     for sid in 0..core.syncs.len() {
-        let (source, name, choice) = {
+        let (source, name, choice, away) = {
             let s = &core.syncs[sid];
-            let choice = s.conf.monitor.or(settings.monitor);
-            (s.source.clone(), s.name.clone(), choice)
+            let mut choice = s.conf.monitor.or(settings.monitor);
+            let away = s.paused.source_gone;
+            if away && choice == Some(MonitorChoice::Auto) {
+                // Nothing to check `auto` on: the monitor of the run before.
+                choice = Some(match s.monitor {
+                    Monitor::Inotify => MonitorChoice::Inotify,
+                    Monitor::Fanotify => MonitorChoice::Fanotify,
+                });
+            }
+            (s.source.clone(), s.name.clone(), choice, away)
         };
         let name = String::from_utf8_lossy(&name).into_owned();
+        let added = |monitors: &mut Monitors| match away {
+            true => monitors.add_absent_fanotify_root(&source),
+            false => monitors.add_fanotify_root(&source),
+        };
         let monitor = match choice.unwrap_or(MonitorChoice::Inotify) {
             MonitorChoice::Inotify => Monitor::Inotify,
-            choice => match monitors.add_fanotify_root(&source) {
+            choice => match added(monitors) {
                 Ok(()) => Monitor::Fanotify,
                 Err(reason) if choice == MonitorChoice::Auto => {
                     log::normal(format!(

@@ -65,6 +65,8 @@ pub(crate) struct SyncJob {
 /// The keys of one `sync{}` the core applies, as the config gave them.
 #[derive(Debug)]
 pub(crate) struct SyncConf {
+    /// `source` as the config wrote it (before it was made absolute).
+    pub(crate) source_as_given: Vec<u8>,
     /// Seconds to hold an event; `None` acts at once.
     pub(crate) delay: Option<f64>,
     pub(crate) max_delays: usize,
@@ -219,12 +221,35 @@ pub(crate) struct Core {
 /// How far the run is: startup transfers, fading.
 #[derive(Debug, Default)]
 pub(crate) struct RunState {
+    /// The sources of the run before this one (a HUP or overflow restart), to tell a source
+    /// that is away from one that never was.
+    pub(crate) sources_before: Vec<KnownSource>,
     /// TERM/INT/HUP or overflow pending: no new processes.
     pub(crate) fading: bool,
     /// Init delays not finished yet: the startup transfers still to do.
     pub(crate) init_pending: usize,
     /// A startup transfer failed temporarily and is being retried (insist).
     pub(crate) init_retried: bool,
+}
+
+/// A sync's source in one run: as the config wrote it, as it was resolved, and its monitor.
+#[derive(Clone, Debug)]
+pub(crate) struct KnownSource {
+    pub(crate) given: Vec<u8>,
+    /// Absolute, with a trailing `/`.
+    pub(crate) real: Vec<u8>,
+    pub(crate) monitor: Monitor,
+}
+
+impl RunState {
+    /// The resolved path of `given`, a source of the run before this one that is not a
+    /// directory now (moved away or deleted): its sync waits for it instead of failing.
+    pub(crate) fn source_away(&self, given: &[u8]) -> Option<&KnownSource> {
+        self.sources_before.iter().find(|k| {
+            k.given == given
+                && !std::fs::metadata(OsStr::from_bytes(&k.real)).is_ok_and(|m| m.is_dir())
+        })
+    }
 }
 
 /// `settings{}` values the syncs apply.
@@ -269,9 +294,34 @@ impl Core {
     }
 
     /// Adds a sync read from the config; returns its index.
-    pub(crate) fn add_sync(&mut self, job: SyncJob) -> usize {
+    /// Adds a sync. One whose source is not there (see [`RunState::source_away`]) waits for
+    /// it, with the monitor the run before used.
+    pub(crate) fn add_sync(&mut self, mut job: SyncJob) -> usize {
+        if let Some(known) = self.run.source_away(&job.conf.source_as_given) {
+            job.monitor = known.monitor;
+            job.set_source_gone(true);
+            let mut line = job.name.clone();
+            line.extend_from_slice(b": source ");
+            line.extend_from_slice(&job.source);
+            line.extend_from_slice(
+                b" is still away; no transfer until it is back (the target is left as it is)",
+            );
+            log::log(b"Warn", &line);
+        }
         self.syncs.push(job);
         self.syncs.len() - 1
+    }
+
+    /// The sources of this run, for the run after a restart.
+    pub(crate) fn known_sources(&self) -> Vec<KnownSource> {
+        self.syncs
+            .iter()
+            .map(|s| KnownSource {
+                given: s.conf.source_as_given.clone(),
+                real: s.source.clone(),
+                monitor: s.monitor,
+            })
+            .collect()
     }
 
     /// Whether the run is fading (TERM/INT/HUP or overflow): no new processes.
@@ -707,6 +757,7 @@ mod tests {
 
     fn job(source: &str) -> SyncJob {
         let conf = SyncConf {
+            source_as_given: source.into(),
             delay: Some(1.0),
             max_delays: 1000,
             max_processes: 1,

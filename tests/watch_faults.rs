@@ -112,6 +112,49 @@ both_monitors! {
     }
 }
 
+both_monitors! {
+    fn a_restart_while_the_source_is_away_waits_for_it(mon) {
+        let dir = TestDir::with_monitor(mon);
+        let mut d = started(&dir, "src/sub");
+        dir.rename("src", "away");
+        d.wait_log(" was moved away; no transfer until it is back");
+        d.signal("HUP");
+        d.wait_log(" is still away; no transfer until it is back");
+        // The reports of the new run say so too (the old run's file is gone).
+        fs::remove_file(dir.path("metrics.prom")).expect("rm metrics");
+        d.wait_for("the new run's metrics", || sync_state_is(&dir, "source_gone"));
+        assert!(d.try_exit().is_none(), "{}", d.log());
+        dir.write("away/sub/meanwhile", "m\n");
+        dir.rename("away", "src");
+        d.wait_log(" is back; a full transfer follows");
+        d.wait_trees_equal(&dir.src(), &dir.dst());
+        assert_eq!(dir.read("dst/sub/meanwhile").as_deref(), Some(&b"m\n"[..]));
+        dir.write("src/sub/later", "l\n");
+        d.wait_for("src/sub/later synced", || dir.exists("dst/sub/later"));
+        d.wait_for("the metrics saying ok again", || sync_state_is(&dir, "ok"));
+        assert!(d.try_exit().is_none(), "{}", d.log());
+    }
+}
+
+/// Only a source the run before had is waited for: a config changed to name a directory that
+/// is not there is still the startup error it is at the first start.
+#[test]
+fn a_restart_with_a_new_missing_source_stops_as_at_startup() {
+    let dir = TestDir::new();
+    let mut d = started(&dir, "src/sub");
+    let text = String::from_utf8(dir.read("watch.lua").expect("config")).expect("utf-8");
+    let missing = dir.path_str("missing");
+    dir.config("watch.lua", &text.replace(&dir.path_str("src"), &missing));
+    d.signal("HUP");
+    assert_eq!(d.wait_exit(EXIT_TIMEOUT), Some(255), "{}", d.log());
+    assert!(
+        d.log()
+            .contains(&format!("Cannot access source directory: {missing}")),
+        "{}",
+        d.log()
+    );
+}
+
 #[test]
 fn an_unwatchable_source_root_is_a_startup_error_naming_it() {
     if !is_root() {

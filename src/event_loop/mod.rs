@@ -41,7 +41,7 @@ use crate::monitor_start::{deregister_monitors, register_monitors, start_monitor
 use crate::notify::{Notifier, Progress};
 use crate::shutdown;
 use crate::signals::Signals;
-use crate::sync::{Core, Ended};
+use crate::sync::{Core, Ended, KnownSource};
 use crate::sys;
 use crate::watch::{InotifyMode, Monitors, WatchError};
 
@@ -79,6 +79,8 @@ struct Process {
     metrics: Option<MetricsServer>,
     /// Wakes the loop for a scrape; one per poll, made with the first listener.
     waker: Option<Arc<mio::Waker>>,
+    /// The sources of the last run, for the next one (a source away is waited for).
+    sources: Vec<KnownSource>,
 }
 
 /// Logs a fatal error; the daemon exits.
@@ -134,6 +136,7 @@ fn start_process(cli: &Cli) -> Result<(Option<OsString>, Process), ExitCode> {
         health: DaemonHealth::new(),
         metrics: None,
         waker: None,
+        sources: Vec::new(),
     };
     Ok((config_abs, process))
 }
@@ -221,6 +224,7 @@ fn run_once(
         .try_clone()
         .map_err(|e| fatal(format!("cannot clone the poll registry: {e}")))?;
     core.procs.set_registry(registry);
+    core.run.sources_before = std::mem::take(&mut p.sources);
     let (rt, settings) = load(cli, config, &mut core, first)?;
     if let Some(path) = &cli.explain {
         let text = crate::explain::explain(&core, path.as_bytes());
@@ -236,6 +240,7 @@ fn run_once(
     core.limits.max_backoff = settings.max_backoff;
     core.limits.max_pending = settings.max_pending;
     let ended = start_syncs(&rt, &mut core, p, &settings);
+    p.sources = core.known_sources();
     if core.lua.has_tunnels() {
         rt.kill_tunnels(&mut core);
     }
@@ -264,7 +269,9 @@ fn start_syncs(
     register_monitors(&p.poll, &watcher, INOTIFY)
         .map_err(|e| fatal(format!("cannot watch the monitor fds: {e}")))?;
     for sid in 0..core.syncs.len() {
-        if core.syncs[sid].conf.takes.init {
+        let s = &core.syncs[sid];
+        // A source away since before a restart gets one full transfer on its return instead.
+        if s.conf.takes.init && !s.paused.source_gone {
             core.push_init(sid);
         } else {
             core.syncs[sid].health.started_without_transfer();

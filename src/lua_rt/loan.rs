@@ -128,6 +128,7 @@ mod tests {
             end
             local A = {
                 log = { 'Loan', 'x' }, logEnabled = { 'Normal' }, fading = {}, now = {},
+                sourceAway = { '/nonexistent-loan-test/' },
                 setAlarm = { false }, isTimestamp = { 1 }, tsSeconds = { core.now() },
                 realdir = { '/' }, readdir = { '/' }, fileSize = { '/' }, isSymlink = { '/' }, fileType = { '/' },
                 addSync = { { source = '/nonexistent-loan-test/', name = 'more' } },

@@ -650,7 +650,12 @@ fn sync_job(lua: &Lua, config: &Table) -> mlua::Result<SyncJob> {
     config_pattern_files(lua, config, &mut excludes)?;
     let crontab = config_crontab(lua, config, &name)?;
     let count = |key: &str, default: usize| config_count(config, key, default);
+    let source_as_given = match config.get::<Value>("_source")? {
+        Value::String(s) => s.as_bytes().to_vec(),
+        _ => source.as_bytes().to_vec(),
+    };
     let conf = SyncConf {
+        source_as_given,
         delay,
         max_delays: count("maxDelays", 1000)?,
         max_processes: count("maxProcesses", 1)?,

@@ -67,6 +67,21 @@ impl Roots {
         }
     }
 
+    /// `path` is a root that is not there (away since before a restart): looked for as one
+    /// that went away.
+    pub(super) fn absent(&mut self, path: &[u8], now: Instant) {
+        if self.list.iter().any(|r| r.path == path) {
+            return;
+        }
+        self.list.push(Root {
+            path: path.to_vec(),
+            node: None,
+            lost: None,
+            retry: Some((now + FIRST_RETRY, FIRST_RETRY)),
+            last_errno: None,
+        });
+    }
+
     /// The watch `wd` left the registry.
     pub(super) fn dropped(&mut self, wd: i32, why: RootChange) {
         for r in &mut self.list {
@@ -115,6 +130,12 @@ impl Watcher {
             });
             self.roots.gone(i, change, now);
         }
+    }
+
+    /// Adds a source root that is away (since before a restart): it is looked for, and
+    /// watched and reported `Back` once it is there.
+    pub(crate) fn add_absent_root(&mut self, dir: &[u8], now: Instant) {
+        self.roots.absent(dir, now);
     }
 
     /// When a root that is away is to be looked for next.

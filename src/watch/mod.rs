@@ -248,6 +248,19 @@ impl Monitors {
 
     /// Watches `source` with fanotify (creating the group on first use), or says why not.
     pub(crate) fn add_fanotify_root(&mut self, source: &[u8]) -> Result<(), Refusal> {
+        self.fanotify_group()?.add_root(source)
+    }
+
+    /// Adds `source`, away since before a restart, to the fanotify group (created on first
+    /// use): it is marked once it is there.
+    pub(crate) fn add_absent_fanotify_root(&mut self, source: &[u8]) -> Result<(), Refusal> {
+        self.fanotify_group()?
+            .add_absent_root(source, Instant::now());
+        Ok(())
+    }
+
+    /// The fanotify group, created on first use, or why it cannot be.
+    fn fanotify_group(&mut self) -> Result<&mut Fanotify, Refusal> {
         if let Some(r) = &self.fan_refused {
             return Err(r.clone());
         }
@@ -260,10 +273,7 @@ impl Monitors {
                 }
             }
         }
-        self.fanotify
-            .as_mut()
-            .expect("just created")
-            .add_root(source)
+        Ok(self.fanotify.as_mut().expect("just created"))
     }
 
     /// The answers of the monitors in use, inotify's first.

@@ -1,4 +1,5 @@
-//! The `core` functions for logging, `terminate` and whether the run is fading.
+//! The `core` functions for logging, `terminate`, whether the run is fading and whether a
+//! source of the run before a restart is away.
 //!
 //! Owns: these rows of the API table (see `api.rs`). Must not touch: the poll loop, Lua
 //! state beyond the values of one call.
@@ -26,5 +27,13 @@ pub(super) fn rows(lua: &Lua) -> mlua::Result<Vec<Row>> {
         })?,
     ));
     rows.push(("fading", core_function(lua, |c, ()| Ok(c.is_fading()))?));
+    rows.push((
+        "sourceAway",
+        core_function(lua, |c, given: mlua::String| {
+            Ok(c.run
+                .source_away(&given.as_bytes())
+                .map(|k| LuaBytes(k.real.as_slice().into())))
+        })?,
+    ));
     Ok(rows)
 }

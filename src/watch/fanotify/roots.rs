@@ -83,6 +83,19 @@ impl Fanotify {
         Ok(())
     }
 
+    /// Adds the source `dir` (absolute, ending in `/`) that is away (since before a restart):
+    /// nothing is marked until it is there; then it is reported `Back`.
+    pub(crate) fn add_absent_root(&mut self, dir: &[u8], now: Instant) {
+        if self.roots.iter().any(|r| r.path == dir) {
+            return;
+        }
+        self.roots.push(Root {
+            path: dir.to_vec(),
+            handle: Vec::new(),
+            away: Some((now + FIRST_RETRY, FIRST_RETRY)),
+        });
+    }
+
     fn gone(&mut self, i: usize, change: RootChange, now: Instant) {
         let r = &mut self.roots[i];
         if r.away.is_some() {
