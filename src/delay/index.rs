@@ -250,6 +250,8 @@ pub(super) struct PathTree {
 }
 
 impl PathTree {
+    /// Inline, as [`PathTree::get`]: a push looks up its path and the parents above it.
+    #[inline]
     fn find(&self, path: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(path);
         self.index
@@ -269,6 +271,7 @@ impl PathTree {
             .expect("invariant: indexed node slot is filled")
     }
 
+    #[inline]
     pub(super) fn get(&self, path: &[u8]) -> Option<&Node> {
         self.find(path).map(|i| self.slot(i))
     }
