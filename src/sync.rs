@@ -541,41 +541,8 @@ impl Core {
         let s = &mut self.syncs[sid];
         log::trace_delay(&s.name, kind.as_lua_str(), &path, path2.as_deref());
         if kind == DelayKind::Move {
-            let Some(path2) = path2 else { return };
-            let ex1 = s.excludes.is_excluded(&path);
-            let ex2 = s.excludes.is_excluded(&path2);
-            if ex1 && ex2 {
-                s.health.event_excluded();
-                log::with(b"Filter", || {
-                    [b"filtered out move ".as_slice(), &path[..]].concat()
-                });
-                return;
-            }
-            if ex2 {
-                return self.delay_one(walk, sid, DelayKind::Delete, path, None);
-            }
-            if ex1 {
-                return self.delay_one(walk, sid, DelayKind::Create, path2, None);
-            }
-            if !s.conf.takes.moves {
-                log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
-                self.delay_one(walk, sid, DelayKind::Delete, path, None);
-                self.delay_one(walk, sid, DelayKind::Create, path2, None);
-                return;
-            }
-            let alarm = Some(s.conf.alarm(now));
-            let p1 = path.clone();
-            let p2 = path2.clone();
-            match s.delays.push(kind, path, Some(path2), alarm) {
-                Pushed::Split => {
-                    log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
-                    self.delay_one(walk, sid, DelayKind::Delete, p1, None);
-                    self.delay_one(walk, sid, DelayKind::Create, p2, None);
-                }
-                outcome => {
-                    log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome);
-                    Self::note_replaced(&mut self.lua, sid, &outcome);
-                }
+            if let Some(to) = path2 {
+                self.delay_move(walk, sid, path, to);
             }
             return;
         }
@@ -601,6 +568,49 @@ impl Core {
                 walk.dirs.push(dir);
             }
         }
+    }
+
+    /// A Move of the sync (SPEC §4.2): one event where the config takes moves and both ends
+    /// are included, else a Delete and/or a Create.
+    fn delay_move(&mut self, walk: &mut Walk, sid: usize, path: Rc<[u8]>, path2: Rc<[u8]>) {
+        let now = walk.now;
+        let kind = DelayKind::Move;
+        let s = &mut self.syncs[sid];
+        let ex1 = s.excludes.is_excluded(&path);
+        let ex2 = s.excludes.is_excluded(&path2);
+        if ex1 && ex2 {
+            s.health.event_excluded();
+            log::with(b"Filter", || {
+                [b"filtered out move ".as_slice(), &path[..]].concat()
+            });
+            return;
+        }
+        if ex2 {
+            return self.delay_one(walk, sid, DelayKind::Delete, path, None);
+        }
+        if ex1 {
+            return self.delay_one(walk, sid, DelayKind::Create, path2, None);
+        }
+        if !s.conf.takes.moves {
+            return self.split_move(walk, sid, path, path2);
+        }
+        let alarm = Some(s.conf.alarm(now));
+        let p1 = path.clone();
+        let p2 = path2.clone();
+        match s.delays.push(kind, path, Some(path2), alarm) {
+            Pushed::Split => self.split_move(walk, sid, p1, p2),
+            outcome => {
+                log_pushed(&s.delays, kind, &p1, Some(&p2), &outcome);
+                Self::note_replaced(&mut self.lua, sid, &outcome);
+            }
+        }
+    }
+
+    /// A Move as a Delete of its origin and a Create of its destination.
+    fn split_move(&mut self, walk: &mut Walk, sid: usize, from: Rc<[u8]>, to: Rc<[u8]>) {
+        log::with(b"Delay", || b"splitting Move into Delete & Create".to_vec());
+        self.delay_one(walk, sid, DelayKind::Delete, from, None);
+        self.delay_one(walk, sid, DelayKind::Create, to, None);
     }
 
     /// A delay that a combine replaced is gone: Lua forgets its event tables too.
