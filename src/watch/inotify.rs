@@ -210,13 +210,6 @@ impl Watcher {
         self.inotify.as_raw_fd()
     }
 
-    /// Heap bytes held by the registry (capacities), for the memory benchmark.
-    #[cfg(test)]
-    #[allow(dead_code)]
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.reg.heap_bytes()
-    }
-
     /// Number of watched directories.
     pub(crate) fn len(&self) -> usize {
         self.reg.live
