@@ -88,9 +88,12 @@ pub(crate) fn decide_monitors(
             (s.source.clone(), s.name.clone(), choice, away)
         };
         let name = String::from_utf8_lossy(&name).into_owned();
-        let added = |monitors: &mut Monitors| match away {
-            true => monitors.add_absent_fanotify_root(&source),
-            false => monitors.add_fanotify_root(&source),
+        let added = |monitors: &mut Monitors| {
+            if away {
+                monitors.add_absent_fanotify_root(&source)
+            } else {
+                monitors.add_fanotify_root(&source)
+            }
         };
         let monitor = match choice.unwrap_or(MonitorChoice::Inotify) {
             MonitorChoice::Inotify => Monitor::Inotify,

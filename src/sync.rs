@@ -294,10 +294,15 @@ impl Core {
     }
 
     /// Adds a sync read from the config; returns its index.
-    /// Adds a sync. One whose source is not there (see [`RunState::source_away`]) waits for
-    /// it, with the monitor the run before used.
+    /// Adds a sync. One whose source is not there (see [`RunState::source_away`]; the same
+    /// path, not one its name resolves to now) waits for it, with the monitor the run before
+    /// used.
     pub(crate) fn add_sync(&mut self, mut job: SyncJob) -> usize {
-        if let Some(known) = self.run.source_away(&job.conf.source_as_given) {
+        let away = self
+            .run
+            .source_away(&job.conf.source_as_given)
+            .filter(|known| known.real == job.source);
+        if let Some(known) = away {
             job.monitor = known.monitor;
             job.set_source_gone(true);
             let mut line = job.name.clone();

@@ -136,6 +136,28 @@ both_monitors! {
     }
 }
 
+/// A source named through a symlink that points elsewhere after a restart is synced from where
+/// it points now: it is not away, although the directory the run before used is gone.
+#[test]
+fn a_restart_follows_a_source_link_pointed_elsewhere() {
+    rsync_path();
+    let dir = TestDir::new();
+    dir.write("one/a", "1\n");
+    dir.write("two/b", "2\n");
+    dir.remove("src");
+    dir.symlink(dir.path_str("one"), "src");
+    let mut d = Daemon::config(&dir, &config(&dir), &[] as &[&str]);
+    d.wait_startup();
+    d.wait_trees_equal(&dir.path("one"), &dir.dst());
+    dir.rename("one", "gone");
+    dir.remove("src");
+    dir.symlink(dir.path_str("two"), "src");
+    d.signal("HUP");
+    d.wait_trees_equal(&dir.path("two"), &dir.dst());
+    assert!(!d.log().contains("is still away"), "{}", d.log());
+    assert!(d.try_exit().is_none(), "{}", d.log());
+}
+
 /// Only a source the run before had is waited for: a config changed to name a directory that
 /// is not there is still the startup error it is at the first start.
 #[test]
