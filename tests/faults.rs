@@ -357,12 +357,7 @@ fn fork_eagain_backs_off_then_converges_when_processes_are_freed() {
     let out = fs::File::create(&log_path).expect("log");
     let err = out.try_clone().expect("dup");
     let as_nobody = |cmd: &mut Command| {
-        cmd.args([
-            "setpriv",
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-        ]);
+        cmd.arg("setpriv").args(crate::util::SETPRIV_NOBODY);
     };
     // Room for the daemon and an rsync pair (sender and receiver) of uid nobody.
     let limit = nobody_processes() + 4;

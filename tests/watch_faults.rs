@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{is_root, lsyncd_bin, lua_str, rsync_path, Daemon, TestDir, EXIT_TIMEOUT};
+use crate::util::{
+    is_root, lsyncd_bin, lua_str, rsync_path, Daemon, TestDir, EXIT_TIMEOUT, SETPRIV_NOBODY,
+};
 
 fn config(dir: &TestDir) -> PathBuf {
     dir.config(
@@ -51,7 +53,7 @@ fn sync_state_is(dir: &TestDir, state: &str) -> bool {
 /// `lsyncd -nodaemon ARGS` as user `nobody`.
 fn as_nobody(dir: &TestDir, args: &[&std::ffi::OsStr]) -> Daemon {
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+    cmd.args(SETPRIV_NOBODY)
         .arg(lsyncd_bin())
         .arg("-nodaemon")
         .args(args)

@@ -98,6 +98,9 @@ pub struct TestDir {
     tmp: tempfile::TempDir,
 }
 
+/// `setpriv` options that run a command as user `nobody` without supplementary groups.
+pub const SETPRIV_NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+
 impl TestDir {
     pub fn new() -> TestDir {
         TestDir::with_monitor(Mon::Inotify)
